@@ -1,0 +1,58 @@
+# ghapt — every command a newcomer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DEMO ?= .ghapt/demo
+# Tools the tests drive for real; apt-ftparchive comes from apt-utils.
+SYSTEM_TOOLS := apt-get apt-ftparchive dpkg-deb dpkg-scanpackages gpg gpgv git xz zstd
+SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv git xz-utils zstd
+
+.DEFAULT_GOAL := help
+.PHONY: help setup system-deps run test lint typecheck pytest cfn-lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+system-deps: ## Install the Debian tools the tests and benchmarks use (apt-utils, dpkg-dev, gnupg, ...)
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages (missing:$$missing)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: system-deps $(STAMP) ## Create .venv and install ghapt with its dev tools
+
+run: setup ## Build a demo repository and serve it on http://$(HOST):$(PORT) (offline, no AWS)
+	$(BIN)/ghapt demo --dir $(DEMO) --host $(HOST) --port $(PORT)
+
+lint: setup ## ruff
+	$(BIN)/ruff check layers functions tests benchmarks
+	$(BIN)/ruff format --check layers functions tests benchmarks
+
+typecheck: setup ## mypy over the ghapt package
+	$(BIN)/mypy
+
+cfn-lint: setup ## cfn-lint over template.yaml
+	$(BIN)/cfn-lint template.yaml
+
+pytest: setup ## The test suite only
+	$(BIN)/pytest -n 2 --dist loadgroup -q
+
+test: lint typecheck cfn-lint pytest ## Set everything up, then lint, type check and run the whole test suite
+
+bench: setup ## Benchmarks: ghapt beside apt-ftparchive and dpkg-scanpackages, GitHub call counts
+	$(BIN)/python -m benchmarks.run
+
+clean: ## Remove the venv and local state
+	rm -rf $(VENV) .ghapt .pytest_cache .mypy_cache .ruff_cache

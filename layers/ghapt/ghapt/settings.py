@@ -128,12 +128,22 @@ class Settings:
     oidc_environment_pattern: str = _env(
         "GHAPT_OIDC_ENVIRONMENT_PATTERN", "", "Optional regex the `environment` claim must match."
     )
+    auth_cache_seconds: int = _env(
+        "GHAPT_AUTH_CACHE_SECONDS",
+        300,
+        "How long an authorizer decision is cached per Authorization header (at most 300 s, an OIDC "
+        "token's life).",
+    )
     # --- AWS ------------------------------------------------------------------------------
     signer: str = _env("GHAPT_SIGNER", "local", "Signing backend: `local` (key in STATE_DIR) or `kms`.")
     kms_key_id: str = _env("GHAPT_KMS_KEY_ID", "", "KMS key (id, ARN or alias) that signs Release.")
     queue_url: str = _env("GHAPT_QUEUE_URL", "", "SQS FIFO queue the webhook enqueues rebuilds on.")
     cache_seconds: int = _env(
         "GHAPT_CACHE_SECONDS", 30, "How often a warm function checks the branch head (seconds)."
+    )
+
+    poll_seconds: float = _env(
+        "GHAPT_POLL_SECONDS", 2.0, "`ghapt serve`: how often the releases folder is checked for changes."
     )
 
     # -------------------------------------------------------------------------------------
@@ -177,6 +187,11 @@ class Settings:
             raise ConfigError("GHAPT_BYHASH_GENERATIONS must be at least 1")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"GHAPT_PORT={self.port} is not a port number")
+        if not 0 <= self.auth_cache_seconds <= 300:
+            raise ConfigError(
+                "GHAPT_AUTH_CACHE_SECONDS must be between 0 and 300: a cached decision must not outlive "
+                "the OIDC token it was made for"
+            )
         if self.oidc_issuer and not self.oidc_audience:
             raise ConfigError(
                 "GHAPT_OIDC_AUDIENCE is required with GHAPT_OIDC_ISSUER: demand ghapt's own audience, "
@@ -242,6 +257,8 @@ def _coerce(name: str, env: str, raw: Any, default: Any) -> Any:
     try:
         if isinstance(default, bool):
             return str(raw).lower() in ("1", "true", "yes", "on")
+        if isinstance(default, float):
+            return float(raw)
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, tuple):

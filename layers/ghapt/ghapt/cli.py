@@ -1,0 +1,307 @@
+"""The ``ghapt`` command: rebuild, serve, users, demo.
+
+Every option is also an environment variable (the same ``Settings`` the Lambda functions
+read), so a flag is only an override: ``--state DIR`` is ``GHAPT_STATE_DIR=DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, GhaptError
+from .settings import Settings, env_name
+
+log = logging.getLogger("ghapt")
+
+# flag -> (settings field, argparse kwargs)
+_SETTING_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--backend": ("backend", {"choices": ["local", "github"]}),
+    "--releases": ("releases_dir", {"metavar": "DIR"}),
+    "--state": ("state_dir", {"metavar": "DIR"}),
+    "--suite": ("suite", {}),
+    "--prerelease-suite": ("prerelease_suite", {}),
+    "--component": ("component", {}),
+    "--architectures": ("architectures", {"metavar": "ARCHS"}),
+    "--origin": ("origin", {}),
+    "--label": ("label", {}),
+    "--github-repo": ("github_repos", {"action": "append", "metavar": "OWNER/NAME"}),
+    "--metadata-repo": ("metadata_repo", {"metavar": "OWNER/NAME"}),
+    "--branch": ("branch", {}),
+    "--api-url": ("api_url", {"metavar": "URL"}),
+    "--users-file": ("users_file", {"metavar": "FILE"}),
+}
+_SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--host": ("host", {}),
+    "--port": ("port", {"type": int}),
+    "--public-url": ("public_url", {"metavar": "URL"}),
+}
+
+
+def _add_settings(parser: argparse.ArgumentParser, flags: Mapping[str, tuple[str, dict[str, Any]]]) -> None:
+    for flag, (name, kwargs) in flags.items():
+        parser.add_argument(flag, dest=name, default=None, help=f"(env {env_name(name)})", **kwargs)
+
+
+def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    overrides = {
+        name: getattr(args, name)
+        for name, _ in (*_SETTING_FLAGS.values(), *_SERVE_FLAGS.values())
+        if getattr(args, name, None) is not None
+    }
+    if "github_repos" in overrides or "metadata_repo" in overrides:
+        overrides.setdefault("backend", "github")
+    return Settings.from_env(environ, **overrides)
+
+
+# --- commands -------------------------------------------------------------------------------------
+def cmd_rebuild(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    from .services import Services
+
+    services = Services(settings, environ)
+    result = services.indexer.rebuild(dry_run=args.dry_run, progress=_progress_printer())
+    print(result.summary())
+    if args.dry_run and result.changed:
+        print("dry run: nothing was committed")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    from .services import Services
+
+    services = Services(settings, environ)
+    run_server(services, banner=None)
+    return 0
+
+
+def run_server(services: Any, banner: str | None, ready: Callable[[], None] | None = None) -> None:
+    """Rebuild if needed, watch the release folder, and serve until interrupted."""
+    import waitress
+
+    from .localserver import ApiGateway
+
+    settings = services.settings
+    lock = threading.Lock()
+
+    def rebuild() -> None:
+        with lock:
+            result = services.indexer.rebuild()
+            if result.changed:
+                services.branch_cache.invalidate()
+                print(f"rebuilt: {result.summary().splitlines()[0]} ({result.commit})", flush=True)
+
+    rebuild()
+    if settings.backend == "local":
+        threading.Thread(target=_watch, args=(services, rebuild), daemon=True, name="ghapt-watch").start()
+    app = ApiGateway(services)
+    if banner:
+        print(banner, flush=True)
+    print(f"ghapt serving on http://{settings.host}:{settings.port} (Ctrl-C stops)", flush=True)
+    if ready:
+        ready()
+    waitress.serve(app, host=settings.host, port=settings.port, threads=8, ident="ghapt", _quiet=True)
+
+
+def _watch(services: Any, rebuild: Callable[[], None]) -> None:
+    """Poll the release folder; any change (new, removed or rewritten file) triggers a rebuild."""
+    settings = services.settings
+    last = _folder_state(settings.releases_dir)
+    while True:
+        time.sleep(settings.poll_seconds)
+        now = _folder_state(settings.releases_dir)
+        if now != last:
+            time.sleep(min(settings.poll_seconds, 1.0))  # let a copy in progress finish
+            now = _folder_state(settings.releases_dir)
+            try:
+                rebuild()
+                last = now
+            except GhaptError as exc:
+                print(f"rebuild failed: {exc}", file=sys.stderr, flush=True)
+
+
+def _folder_state(root: Path | None) -> tuple[tuple[str, int, int], ...]:
+    if root is None or not root.is_dir():
+        return ()
+    out = []
+    for path in sorted(root.glob("*/*.deb")):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        out.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    from .users import UserFile, generate_password
+
+    path = settings.users_path
+    if path is None:
+        raise ConfigError("no users file: pass --state DIR (or GHAPT_STATE_DIR) or --users-file FILE")
+    users = UserFile(path)
+    if args.users_command == "list":
+        for name in users.names():
+            print(name)
+        return 0
+    if args.users_command == "remove":
+        if not users.remove(args.name):
+            print(f"no such user: {args.name}", file=sys.stderr)
+            return 1
+        print(f"removed {args.name}")
+        return 0
+    generated = False
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif args.generate or not sys.stdin.isatty():
+        password, generated = generate_password(), True
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            print("passwords differ", file=sys.stderr)
+            return 1
+    if not password:
+        raise ConfigError("an empty password is not allowed")
+    users.add(args.name, password)
+    print(f"added {args.name} to {path}")
+    if generated:
+        print(f"password: {password}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    from .clientconfig import auth_entry, sources_entry
+    from .demo import write_demo_releases
+    from .services import Services
+    from .users import UserFile, generate_password
+
+    root = Path(args.dir).resolve()
+    settings = Settings.from_env(
+        environ,
+        releases_dir=settings.releases_dir or root / "releases",
+        state_dir=settings.state_dir or root / "state",
+        host=settings.host,
+        port=settings.port,
+    )
+    write_demo_releases(settings.releases_dir)  # type: ignore[arg-type]
+    users = UserFile(settings.users_path)  # type: ignore[arg-type]
+    secret_file = root / "demo-password"
+    if not secret_file.exists() or "demo" not in users.names():
+        password = generate_password()
+        users.add("demo", password)
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+    password = secret_file.read_text().strip()
+    services = Services(settings, environ)
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    client = root / "client"
+    client.mkdir(exist_ok=True)
+    (client / "ghapt.asc").write_text(services.signer.public_key_armored())
+    sources = sources_entry(url, [settings.suite], [settings.component], "/etc/apt/keyrings/ghapt.asc")
+    (client / "ghapt.sources").write_text(sources)
+    auth = auth_entry(url, "demo", password)
+    fd = os.open(client / "ghapt.conf", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(auth)
+    banner = "\n".join(
+        [
+            f"Demo releases: {settings.releases_dir} (add a folder with .deb files to publish more)",
+            "",
+            "A client needs three files (also written to " + str(client) + "):",
+            "",
+            "# /etc/apt/sources.list.d/ghapt.sources",
+            sources.rstrip(),
+            "",
+            f"# /etc/apt/keyrings/ghapt.asc  (also at {url}/public.key)",
+            f"#   sudo install -m 0644 {client / 'ghapt.asc'} /etc/apt/keyrings/ghapt.asc",
+            "",
+            "# /etc/apt/auth.conf.d/ghapt.conf  (mode 0600; plain http needs the http:// in 'machine')",
+            auth.rstrip(),
+            "",
+            f"Then: sudo apt-get update && sudo apt-get install hello-ghapt",
+        ]
+    )
+    run_server(services, banner=banner)
+    return 0
+
+
+def _progress_printer() -> Callable[[str, Mapping[str, Any]], None] | None:
+    if not sys.stderr.isatty():
+        return None
+    state = {"total": 0, "read": 0, "bytes": 0}
+
+    def show(kind: str, info: Mapping[str, Any]) -> None:
+        if kind == "listed":
+            state["total"] = int(info["assets"])
+        elif kind == "read":
+            state["read"] += 1
+            state["bytes"] += int(info.get("bytes", 0))
+            sys.stderr.write(f"\rreading new assets: {state['read']} ({state['bytes'] / 1e6:.1f} MB)")
+            sys.stderr.flush()
+
+    return show
+
+
+# --- entry point ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ghapt", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("rebuild", help="index the releases and commit the signed index (one commit)")
+    _add_settings(p, _SETTING_FLAGS)
+    p.add_argument("--dry-run", action="store_true", help="show what would change; commit nothing")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("serve", help="serve the repository locally (rebuilds when the releases change)")
+    _add_settings(p, _SETTING_FLAGS)
+    _add_settings(p, _SERVE_FLAGS)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("users", help="manage Basic Auth users (salted scrypt hashes)")
+    users_sub = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    for action, helptext in (("add", "add or replace a user"), ("remove", "remove a user"), ("list", "list users")):
+        q = users_sub.add_parser(action, help=helptext)
+        if action != "list":
+            q.add_argument("name")
+        if action == "add":
+            q.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+            q.add_argument("--generate", action="store_true", help="generate a strong password and print it")
+        _add_settings(q, {k: v for k, v in _SETTING_FLAGS.items() if k in ("--state", "--users-file")})
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("demo", help="build a demo release folder and serve it (what `make run` does)")
+    p.add_argument("--dir", default=".ghapt/demo", help="where the demo's releases, state and client files go")
+    _add_settings(p, {k: v for k, v in _SETTING_FLAGS.items() if k in ("--releases", "--state")})
+    _add_settings(p, _SERVE_FLAGS)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        settings = load_settings(args, env)
+        return int(args.func(args, settings, env))
+    except ConfigError as exc:
+        print(f"ghapt: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except GhaptError as exc:
+        print(f"ghapt: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The metadata store as a branch of a local bare git repository (local mode).
+
+It mirrors what the GitHub store does through the Git Data API: write blobs, build a tree
+on the base tree, make one commit, and move the branch only if it still points at the base
+(``git update-ref NEW OLD`` is a compare-and-swap), so every rebuild is one atomic commit.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import GhaptError, StaleHead
+
+_ZERO = "0" * 40
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "ghapt",
+    "GIT_AUTHOR_EMAIL": "ghapt@localhost",
+    "GIT_COMMITTER_NAME": "ghapt",
+    "GIT_COMMITTER_EMAIL": "ghapt@localhost",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+class GitError(GhaptError):
+    """A git command failed unexpectedly."""
+
+
+class LocalGitStore:
+    """``MetadataStore`` over ``repo`` (a bare repository, created on first use)."""
+
+    def __init__(self, repo: Path, branch: str = "apt-metadata") -> None:
+        self.repo = Path(repo)
+        self.branch = branch
+        self.ref = f"refs/heads/{branch}"
+        if not (self.repo / "HEAD").exists():
+            self.repo.mkdir(parents=True, exist_ok=True)
+            self._git("init", "--bare", "--quiet", "--initial-branch", branch, cwd=self.repo)
+
+    # --- reading ----------------------------------------------------------------------------
+    def head(self) -> str | None:
+        proc = self._run("rev-parse", "--verify", "--quiet", f"{self.ref}^{{commit}}", check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def list_files(self, commit: str) -> dict[str, str]:
+        out = self._git("ls-tree", "-r", "-z", "--full-tree", commit)
+        files: dict[str, str] = {}
+        for entry in out.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            _mode, kind, sha = meta.decode().split()
+            if kind == "blob":
+                files[path.decode()] = sha
+        return files
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        proc = self._run("cat-file", "blob", f"{commit}:{path}", check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+    def read_blob(self, blob: str) -> bytes:
+        return self._git("cat-file", "blob", blob)
+
+    def commit_time(self, commit: str) -> int:
+        return int(self._git("show", "-s", "--format=%ct", commit).decode().strip())
+
+    def commit_message(self, commit: str) -> str:
+        return self._git("show", "-s", "--format=%B", commit).decode()
+
+    # --- writing ----------------------------------------------------------------------------
+    def commit_files(self, base: str | None, changes: Mapping[str, bytes | None], message: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="ghapt-git-") as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            if base:
+                self._git("read-tree", base, env=env)
+            lines = []
+            for path, data in sorted(changes.items()):
+                _check_path(path)
+                if data is None:
+                    lines.append(f"0 {_ZERO}\t{path}")
+                else:
+                    sha = self._git("hash-object", "-w", "--stdin", input=data).decode().strip()
+                    lines.append(f"100644 {sha}\t{path}")
+            if lines:
+                self._git("update-index", "-z", "--index-info", input="\0".join(lines).encode() + b"\0", env=env)
+            tree = self._git("write-tree", env=env).decode().strip()
+        parents = ["-p", base] if base else []
+        commit = self._git("commit-tree", tree, *parents, input=message.encode()).decode().strip()
+        proc = self._run("update-ref", "-m", "ghapt rebuild", self.ref, commit, base or _ZERO, check=False)
+        if proc.returncode != 0:
+            raise StaleHead(f"branch {self.branch} moved while rebuilding: {proc.stderr.decode().strip()}")
+        return commit
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _run(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        full_env = {**os.environ, **_IDENTITY, **(env or {})}
+        cmd = ["git", *([] if cwd else ["--git-dir", str(self.repo)]), *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, env=full_env, cwd=cwd, check=False)
+        if check and proc.returncode != 0:
+            raise GitError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+        return proc
+
+    def _git(self, *args: str, **kwargs: object) -> bytes:
+        return self._run(*args, **kwargs).stdout  # type: ignore[arg-type]
+
+
+def _check_path(path: str) -> None:
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts) or "\0" in path:
+        raise GitError(f"refusing to write unsafe path {path!r}")

@@ -1,0 +1,225 @@
+"""Serving the branch: dists files (cached, conditional) and pool redirects.
+
+A warm container keeps the files it has served, keyed by content (git blob id), and checks
+the branch head at most every ``ttl`` seconds, so a steady stream of ``apt update`` costs
+the store one (conditional) head lookup per window and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from .errors import BadRequest, NotFound
+from .ports import MetadataStore, ReleaseSource
+from .rebuild import POOL_FILE
+
+# A Lambda response is at most 6 MB and base64 inflates by a third: redirect anything larger.
+MAX_INLINE_BYTES = 4 * 1024 * 1024
+POOL_URL_TTL = 60.0  # GitHub's storage URLs live ~5 minutes; hand out ones with most of it left
+BLOB_CACHE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class LargeFileLinks(Protocol):
+    """Optional store capability: a URL a client can fetch a too-large file from directly."""
+
+    def large_file_url(self, commit: str, path: str, base_url: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    commit: str
+    time: int
+    files: Mapping[str, str]  # path -> blob id
+
+
+class BranchCache:
+    """The branch's current snapshot and file contents, refreshed at most every ``ttl`` seconds."""
+
+    def __init__(
+        self, store: MetadataStore, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self._snapshot: Snapshot | None = None
+        self._checked = float("-inf")
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_bytes = 0
+        self._parsed: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            now = self.clock()
+            if self._snapshot is None or now - self._checked >= self.ttl:
+                head = self.store.head()
+                self._checked = now
+                if head is None:
+                    raise NotFound("the repository has no index yet: run a rebuild")
+                if self._snapshot is None or self._snapshot.commit != head:
+                    self._snapshot = Snapshot(head, self.store.commit_time(head), self.store.list_files(head))
+            return self._snapshot
+
+    def invalidate(self) -> None:
+        """Look at the head again on the next request (after a local rebuild)."""
+        with self._lock:
+            self._checked = float("-inf")
+
+    def read(self, snap: Snapshot, path: str) -> bytes:
+        blob = snap.files[path]
+        with self._lock:
+            data = self._blobs.get(blob)
+            if data is not None:
+                self._blobs.move_to_end(blob)
+                self.hits += 1
+                return data
+        data = self.store.read_file(snap.commit, path)
+        if data is None:
+            raise NotFound(path)
+        with self._lock:
+            self.misses += 1
+            if len(data) <= BLOB_CACHE_BYTES // 4:
+                self._blobs[blob] = data
+                self._blob_bytes += len(data)
+                while self._blob_bytes > BLOB_CACHE_BYTES:
+                    _, old = self._blobs.popitem(last=False)
+                    self._blob_bytes -= len(old)
+        return data
+
+    def json(self, snap: Snapshot, path: str) -> Any:
+        """A JSON state file of the snapshot, parsed once per content."""
+        key = (snap.files.get(path, ""), path)
+        if key not in self._parsed:
+            if path not in snap.files:
+                raise NotFound(f"{path} is missing from the metadata branch")
+            self._parsed = {key: json.loads(self.read(snap, path))}
+        return self._parsed[key]
+
+
+def clean_path(raw_path: str, decoded: str | None = None) -> str:
+    """The request path decoded exactly once, or BadRequest for path tricks.
+
+    ``raw_path`` is the path as sent (still percent-encoded, as API Gateway REST passes it);
+    ``decoded`` is API Gateway's decoded ``{proxy+}`` value when there is one."""
+    lowered = raw_path.lower()
+    if any(bad in lowered for bad in ("%2f", "%5c", "%00", "\\", "\0")):
+        raise BadRequest("encoded slashes, backslashes and NUL bytes are not allowed in paths")
+    path = unquote(raw_path) if decoded is None else decoded
+    parts = path.split("/")
+    if "\0" in path or any(p in ("", ".", "..") for p in parts):
+        raise BadRequest("path has empty, '.' or '..' segments")
+    return path
+
+
+def http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+def _not_modified(headers: Mapping[str, str], etag: str, mtime: int) -> bool:
+    inm = headers.get("if-none-match")
+    if inm is not None:
+        return any(tag.strip() in (etag, f"W/{etag}", "*") for tag in inm.split(","))
+    ims = headers.get("if-modified-since")
+    if ims:
+        try:
+            return int(parsedate_to_datetime(ims).timestamp()) >= mtime
+        except (TypeError, ValueError, IndexError):
+            return False
+    return False
+
+
+def content_type(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    if name.endswith(".gz"):
+        return "application/gzip"
+    if name.endswith(".xz"):
+        return "application/x-xz"
+    if name.endswith(".gpg"):
+        return "application/pgp-signature"
+    if "/by-hash/" in path:
+        return "application/octet-stream"
+    return "text/plain; charset=utf-8"
+
+
+def serve_dists(
+    cache: BranchCache, rel: str, headers: Mapping[str, str], base_url: str = ""
+) -> Reply:
+    """``GET /dists/<rel>``: the file from the branch, with validators, 304s and cache policy."""
+    snap = cache.snapshot()
+    path = f"dists/{rel}"
+    blob = snap.files.get(path)
+    if blob is None:
+        raise NotFound(f"/{path} does not exist")
+    etag = f'"{blob}"'
+    immutable = "/by-hash/" in path
+    reply_headers = {
+        "ETag": etag,
+        "Last-Modified": http_date(snap.time),
+        "Cache-Control": "public, max-age=31536000, immutable" if immutable else "private, max-age=30",
+        "Content-Type": content_type(path),
+    }
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if _not_modified(lowered, etag, snap.time):
+        return Reply(304, reply_headers)
+    data = cache.read(snap, path)
+    if len(data) > MAX_INLINE_BYTES:
+        links = cache.store
+        if not hasattr(links, "large_file_url"):
+            raise NotFound(f"/{path} is too large to serve inline and the store cannot link to it")
+        return Reply(302, {"Location": links.large_file_url(snap.commit, path, base_url), "Cache-Control": "no-store"})
+    return Reply(200, reply_headers, data)
+
+
+class PoolResolver:
+    """``GET /pool/<path>``: look it up in the pool manifest, answer with a 302 to the bytes."""
+
+    def __init__(
+        self,
+        cache: BranchCache,
+        source: ReleaseSource,
+        url_ttl: float = POOL_URL_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cache = cache
+        self.source = source
+        self.url_ttl = url_ttl
+        self.clock = clock
+        self._urls: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, rel: str, base_url: str) -> Reply:
+        snap = self.cache.snapshot()
+        manifest = self.cache.json(snap, POOL_FILE)
+        entry = manifest.get(f"pool/{rel}")
+        if entry is None:
+            raise NotFound(f"/pool/{rel} is not in the index")
+        key = f"{entry['asset']}|{entry['sha256']}"
+        now = self.clock()
+        with self._lock:
+            cached = self._urls.get(key)
+        if cached is not None and now - cached[0] < self.url_ttl:
+            url = cached[1]
+        else:
+            url = self.source.download_url(entry["locator"], base_url)
+            with self._lock:
+                self._urls[key] = (now, url)
+                for k in [k for k, (t, _) in self._urls.items() if now - t >= self.url_ttl]:
+                    del self._urls[k]
+        return Reply(302, {"Location": url, "Cache-Control": "no-store"})

@@ -1,0 +1,252 @@
+"""Basic Auth users: hashing, the users file, and the Secrets Manager store."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import stat
+from unittest import mock
+
+import boto3
+import pytest
+from ghapt import users
+from ghapt.errors import ConfigError
+from ghapt.users import (
+    FileUsers,
+    SecretUsers,
+    UserFile,
+    UserStore,
+    generate_password,
+    hash_password,
+    verify_password,
+)
+from moto import mock_aws
+
+
+class TestHashing:
+    def test_right_password_verifies_and_wrong_does_not(self):
+        stored = hash_password("correct horse")
+        assert verify_password(stored, "correct horse")
+        assert not verify_password(stored, "correct hors")
+        assert not verify_password(stored, "correct horse ")
+        assert not verify_password(stored, "")
+
+    def test_hash_is_self_describing_and_salted(self):
+        a, b = hash_password("same"), hash_password("same")
+        assert a != b
+        scheme, n, r, p, _salt, _digest = a.split("$")
+        assert (scheme, n, r, p) == ("scrypt", "16384", "8", "1")
+        assert a.split("$")[4] != b.split("$")[4]
+        assert "same" not in a
+
+    def test_verification_uses_constant_time_compare(self):
+        stored = hash_password("pw")
+        with mock.patch.object(users.hmac, "compare_digest", wraps=hmac.compare_digest) as spy:
+            assert verify_password(stored, "pw")
+            assert not verify_password(stored, "other")
+        assert spy.call_count == 2
+
+    def test_unicode_passwords(self):
+        stored = hash_password("pässwörd✓")
+        assert verify_password(stored, "pässwörd✓")
+        assert not verify_password(stored, "passwortd")
+
+    @pytest.mark.parametrize(
+        "stored",
+        [
+            "",
+            "plain",
+            "bcrypt$2b$12$abc",
+            "scrypt$16384$8$1$c2FsdA==",
+            "scrypt$1048576$8$1$c2FsdHNhbHRzYWx0$" + "A" * 44,  # n beyond the memory bound
+            "scrypt$1000$8$1$c2FsdHNhbHRzYWx0$" + "A" * 44,  # n not a power of two
+            "scrypt$16384$8$1$!!!$" + "A" * 44,
+            "scrypt$x$8$1$c2FsdHNhbHRzYWx0$" + "A" * 44,
+        ],
+    )
+    def test_malformed_stored_hash_never_matches_and_still_costs_a_scrypt(self, stored):
+        with mock.patch.object(users.hashlib, "scrypt", wraps=users.hashlib.scrypt) as spy:
+            assert verify_password(stored, "anything") is False
+        assert spy.call_count == 1
+
+    def test_unknown_user_check_costs_one_scrypt(self):
+        with mock.patch.object(users.hashlib, "scrypt", wraps=users.hashlib.scrypt) as spy:
+            assert users.verify_unknown("pw") is False
+        assert spy.call_count == 1
+
+    def test_empty_password_cannot_be_hashed(self):
+        with pytest.raises(ValueError):
+            hash_password("")
+
+    def test_generated_passwords_are_strong_and_url_safe(self):
+        pws = {generate_password() for _ in range(20)}
+        assert len(pws) == 20
+        for pw in pws:
+            assert len(pw) >= 32
+            assert all(c.isalnum() or c in "-_" for c in pw)
+
+
+class TestUserFile:
+    def test_add_verify_remove(self, tmp_path):
+        f = UserFile(tmp_path / "users.json")
+        assert f.names() == []
+        f.add("alice", "pw-a")
+        f.add("bob", "pw-b")
+        assert f.names() == ["alice", "bob"]
+        assert verify_password(f.load()["alice"], "pw-a")
+        assert f.remove("alice") is True
+        assert f.remove("alice") is False
+        assert f.names() == ["bob"]
+
+    def test_add_replaces_the_password(self, tmp_path):
+        f = UserFile(tmp_path / "users.json")
+        f.add("alice", "old")
+        f.add("alice", "new")
+        assert not verify_password(f.load()["alice"], "old")
+        assert verify_password(f.load()["alice"], "new")
+
+    def test_file_is_0600_and_in_the_shared_format(self, tmp_path):
+        path = tmp_path / "state" / "users.json"
+        old = os.umask(0o022)
+        try:
+            UserFile(path).add("alice", "secret-pw")
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        document = json.loads(path.read_text())
+        assert list(document) == ["users"]
+        assert document["users"]["alice"].startswith("scrypt$")
+        assert "secret-pw" not in path.read_text()
+        # No temporary files are left behind by the atomic replace.
+        assert [p.name for p in path.parent.iterdir()] == ["users.json"]
+
+    @pytest.mark.parametrize(
+        "name", ["", "a:b", "with space", "tab\there", "new\nline", "nul\0", "bell\x07", "x" * 65]
+    )
+    def test_bad_names_are_refused(self, tmp_path, name):
+        f = UserFile(tmp_path / "users.json")
+        with pytest.raises(ValueError):
+            f.add(name, "pw")
+        assert not (tmp_path / "users.json").exists()
+
+    def test_longest_name_is_accepted(self, tmp_path):
+        f = UserFile(tmp_path / "users.json")
+        f.add("x" * 64, "pw")
+        assert f.names() == ["x" * 64]
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "not json",
+            "[]",
+            '{"users": []}',
+            '{"users": {"a": 1}}',
+            '{"users": {"a:b": "scrypt$1"}}',
+            '{"users": {"a": "plaintext"}}',
+        ],
+    )
+    def test_broken_file_is_a_config_error_naming_it(self, tmp_path, text):
+        path = tmp_path / "users.json"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=r"users\.json"):
+            UserFile(path).load()
+
+
+class TestFileUsers:
+    def test_is_a_user_store(self, tmp_path):
+        assert isinstance(FileUsers(tmp_path / "u.json"), UserStore)
+
+    def test_missing_file_means_no_users(self, tmp_path):
+        assert FileUsers(tmp_path / "absent.json").lookup("alice") is None
+
+    def test_changes_take_effect_without_restart(self, tmp_path):
+        path = tmp_path / "users.json"
+        store = FileUsers(path)
+        assert store.lookup("alice") is None
+        UserFile(path).add("alice", "pw")
+        assert verify_password(store.lookup("alice") or "", "pw")
+        UserFile(path).remove("alice")
+        assert store.lookup("alice") is None
+
+    def test_reads_the_file_only_when_it_changed(self, tmp_path):
+        path = tmp_path / "users.json"
+        UserFile(path).add("alice", "pw")
+        store = FileUsers(path)
+        with mock.patch.object(UserFile, "load", wraps=store._file.load) as spy:
+            store.lookup("alice")
+            store.lookup("bob")
+            store.lookup("alice")
+        assert spy.call_count == 1
+
+
+SECRET_NAME = "ghapt/users"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    from aws_lambda_powertools.utilities import parameters
+
+    with mock_aws():
+        parameters.clear_caches()
+        yield boto3.client("secretsmanager")
+        parameters.clear_caches()
+
+
+class TestSecretUsers:
+    def test_reads_users_from_secrets_manager(self, aws):
+        arn = aws.create_secret(
+            Name=SECRET_NAME, SecretString=users.dump_users({"alice": hash_password("pw")})
+        )["ARN"]
+        store = SecretUsers(arn)
+        assert isinstance(store, UserStore)
+        assert verify_password(store.lookup("alice") or "", "pw")
+        assert store.lookup("bob") is None
+
+    def test_caches_until_max_age(self, aws):
+        arn = aws.create_secret(
+            Name=SECRET_NAME, SecretString=users.dump_users({"alice": hash_password("a")})
+        )["ARN"]
+        now = [1000.0]
+        store = SecretUsers(arn, max_age=300, clock=lambda: now[0])
+        assert store.lookup("alice") is not None
+        aws.put_secret_value(SecretId=arn, SecretString=users.dump_users({"bob": hash_password("b")}))
+        now[0] += 299
+        assert store.lookup("alice") is not None  # still cached
+        assert store.lookup("bob") is None
+        now[0] += 1
+        # Powertools keeps its own cache; make it fetch so the test sees what we re-read.
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()
+        assert store.lookup("alice") is None
+        assert store.lookup("bob") is not None
+
+    def test_missing_secret_is_a_config_error_naming_it(self, aws):
+        store = SecretUsers("arn:aws:secretsmanager:eu-west-1:123456789012:secret:nope-AbCdEf")
+        with pytest.raises(ConfigError, match="nope"):
+            store.lookup("alice")
+
+    def test_malformed_secret_is_a_config_error(self, aws):
+        arn = aws.create_secret(Name=SECRET_NAME, SecretString='{"alice": "pw"}')["ARN"]
+        with pytest.raises(ConfigError, match="users secret"):
+            SecretUsers(arn).lookup("alice")
+
+    def test_reads_through_a_secrets_port(self):
+        calls = []
+
+        def fetch(name: str) -> str:
+            calls.append(name)
+            return users.dump_users({"alice": hash_password("pw")})
+
+        store = SecretUsers("my-secret", fetch=fetch, clock=lambda: 0.0)
+        assert store.lookup("alice") is not None
+        assert store.lookup("alice") is not None
+        assert calls == ["my-secret"]

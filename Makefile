@@ -8,8 +8,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DEMO ?= .ghapt/demo
 # Tools the tests drive for real; apt-ftparchive comes from apt-utils.
-SYSTEM_TOOLS := apt-get apt-ftparchive dpkg-deb dpkg-scanpackages gpg gpgv git xz zstd
-SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv git xz-utils zstd
+SYSTEM_TOOLS := apt-get apt-ftparchive dpkg-deb dpkg-scanpackages gpg gpgv sqv git xz zstd
+SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv sqv git xz-utils zstd
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps run test lint typecheck pytest cfn-lint bench clean

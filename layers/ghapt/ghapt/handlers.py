@@ -7,6 +7,7 @@ responses in one place (``_router``).
 
 from __future__ import annotations
 
+import base64
 import os
 from typing import Any
 
@@ -81,6 +82,12 @@ def _proxy_path(event: Any, prefix: str) -> str:
     return clean_path(raw, (event.path_parameters or {}).get("proxy"))
 
 
+def _raw_body(event: dict[str, Any]) -> bytes:
+    """The request body exactly as sent (the webhook's HMAC covers the raw bytes)."""
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+
+
 # --- metadata ----------------------------------------------------------------------------------
 metadata_app = _router()
 
@@ -139,3 +146,32 @@ def authorizer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from .authorizer import handle_event
 
     return handle_event(event, services().authenticator, logger=logger, metrics=metrics)
+
+
+# --- webhook -----------------------------------------------------------------------------------
+webhook_app = _router()
+
+
+@webhook_app.post("/webhook")
+def _webhook() -> Response:
+    from .webhook import handle_delivery
+
+    event = webhook_app.current_event
+    svc = services()
+    reply = handle_delivery(event.headers or {}, _raw_body(event.raw_event), svc.webhook_secret, svc.queue)
+    return Response(reply.status, "text/plain; charset=utf-8", reply.message + "\n")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return webhook_app.resolve(event, context)
+
+
+# --- indexer -----------------------------------------------------------------------------------
+@logger.inject_lambda_context
+@metrics.log_metrics
+def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule."""
+    from .indexing import run_indexer_event
+
+    return run_indexer_event(event, context, services().indexer, logger=logger, metrics=metrics)

@@ -86,6 +86,7 @@ class ApiGateway:
         auth_ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_request: Callable[[], None] | None = None,
+        access_log: list[tuple[str, str, int]] | None = None,
     ) -> None:
         handlers.configure(services)
         self.services = services
@@ -93,6 +94,7 @@ class ApiGateway:
         self.auth_ttl = services.settings.auth_cache_seconds if auth_ttl is None else auth_ttl
         self.clock = clock
         self.on_request = on_request
+        self.access_log = access_log
         self._policies: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -102,6 +104,13 @@ class ApiGateway:
             self.on_request()
         method = environ["REQUEST_METHOD"].upper()
         raw_uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        if self.access_log is not None:
+            log_list, inner = self.access_log, start_response
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                log_list.append((method, raw_uri, int(status.split()[0])))
+                return inner(status, headers, exc_info) if exc_info else inner(status, headers)
+
         split = urlsplit(raw_uri)
         raw_path, query = split.path or "/", split.query
         try:

@@ -102,6 +102,32 @@ class Services:
 
         return settings_authenticator(self.settings, self.secrets)
 
+    @cached_property
+    def webhook_secret(self) -> bytes:
+        from .errors import NotFound
+
+        if self.settings.webhook_secret:
+            return self.settings.webhook_secret.encode()
+        if self.settings.webhook_secret_arn:
+            return str(self.secrets.get(self.settings.webhook_secret_arn)).encode()
+        raise NotFound("the webhook is not configured: set GHAPT_WEBHOOK_SECRET or GHAPT_WEBHOOK_SECRET_ARN")
+
+    @cached_property
+    def queue(self) -> Any:
+        from .queues import LocalQueue, SqsQueue
+
+        if self.settings.queue_url:
+            import boto3
+
+            return SqsQueue(self.settings.queue_url, boto3.client("sqs"))
+
+        def rebuild() -> None:
+            result = self.indexer.rebuild()
+            if result.changed:
+                self.branch_cache.invalidate()
+
+        return LocalQueue(rebuild)
+
     # --- serving and indexing ---------------------------------------------------------------
     @cached_property
     def branch_cache(self) -> BranchCache:

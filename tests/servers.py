@@ -1,0 +1,38 @@
+"""Run the local API Gateway in-process on a free port, for tests that need a real HTTP server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import waitress
+
+from ghapt.localserver import ApiGateway
+from ghapt.services import Services
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: ApiGateway
+    log: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def paths(self, status: int | None = None) -> list[str]:
+        return [p for _, p, s in self.log if status is None or s == status]
+
+
+@contextmanager
+def serve(services: Services, **kwargs: object) -> Iterator[RunningServer]:
+    log: list[tuple[str, str, int]] = []
+    app = ApiGateway(services, access_log=log, **kwargs)  # type: ignore[arg-type]
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, _quiet=True)
+    port = server.effective_port  # type: ignore[union-attr]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield RunningServer(f"http://127.0.0.1:{port}", app, log)
+    finally:
+        server.close()
+        thread.join(timeout=5)

@@ -1,0 +1,300 @@
+"""Who may read the repository: Basic Auth users and GitHub Actions OIDC tokens.
+
+``Authenticator`` is pure logic shared by the Lambda REQUEST authorizer (``handle_event``) and
+the local server. apt only speaks Basic Auth (``auth.conf``), so a workflow passes its OIDC token
+as the password of a fixed login (``GHAPT_OIDC_LOGIN``); other clients may send it as Bearer.
+Reasons for a denial go to the logs; credentials never do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import users as _users
+from .errors import GhaptError, Unauthorized
+from .oidc import OidcIdentity, OidcRules, OidcVerifier
+
+if TYPE_CHECKING:
+    from .ports import Secrets
+    from .settings import Settings
+
+# A Basic header carrying an 8 KiB OIDC token is about 11 KiB; nothing legitimate is larger.
+MAX_HEADER_BYTES = 12 * 1024
+# One scheme word, exactly one space, one token68 (RFC 7235): no extra or surrounding spaces.
+_HEADER_RE = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) ([A-Za-z0-9._~+/-]+=*)")
+
+Kind = Literal["basic", "oidc"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who got in: ``kind`` is how, ``name`` the user or the workflow's repository."""
+
+    kind: Kind
+    name: str
+    oidc: OidcIdentity | None = field(default=None, compare=False)
+
+    @property
+    def principal_id(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    def context(self) -> dict[str, str]:
+        """Flat strings for the authorizer context (reaches the backend's logs)."""
+        out = {"kind": self.kind, "name": self.name}
+        if self.oidc is not None:
+            out.update(
+                repository_id=self.oidc.repository_id,
+                ref=self.oidc.ref,
+                environment=self.oidc.environment,
+                actor=self.oidc.actor,
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class _Credential:
+    method: Kind
+    login: str
+    secret: str
+
+
+class Authenticator:
+    """Checks one ``Authorization`` header. Successful Basic checks are cached briefly, since
+    scrypt is slow on purpose; the cache key is a keyed hash, never the password itself, and a
+    hit still requires the user's stored hash to be unchanged (removal takes effect at once)."""
+
+    def __init__(
+        self,
+        users: _users.UserStore | None,
+        oidc: OidcVerifier | None,
+        oidc_login: str = "github-action",
+        *,
+        cache_seconds: float = 60.0,
+        cache_size: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.users = users
+        self.oidc = oidc
+        self.oidc_login = oidc_login
+        self.cache_seconds = cache_seconds
+        self.cache_size = cache_size
+        self._clock = clock
+        self._cache_key = secrets.token_bytes(32)
+        self._cache: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # --- parsing --------------------------------------------------------------------------
+    def _parse(self, header: str | None) -> _Credential:
+        if header is None or header == "":
+            raise Unauthorized("no Authorization header")
+        if len(header) > MAX_HEADER_BYTES:
+            raise Unauthorized(f"Authorization header longer than {MAX_HEADER_BYTES} bytes")
+        match = _HEADER_RE.fullmatch(header)
+        if match is None:
+            # Never echo the header: a client may have sent a bare secret.
+            raise Unauthorized("malformed Authorization header")
+        scheme, value = match.group(1).lower(), match.group(2)
+        if scheme == "bearer":
+            return _Credential("oidc", "", value)
+        if scheme != "basic":
+            raise Unauthorized("unsupported Authorization scheme")
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise Unauthorized("Basic credentials are not valid base64") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unauthorized("Basic credentials are not UTF-8") from None
+        login, colon, password = text.partition(":")
+        if not colon:
+            raise Unauthorized("Basic credentials have no ':'")
+        if not login or not password:
+            raise Unauthorized("Basic credentials have an empty login or password")
+        if any(c.isspace() or not c.isprintable() for c in login):
+            raise Unauthorized("Basic login contains whitespace or control characters")
+        if login == self.oidc_login:
+            return _Credential("oidc", login, password)
+        return _Credential("basic", login, password)
+
+    def method_of(self, header: str | None) -> str:
+        """``basic`` or ``oidc`` (by scheme when the rest is broken), else ``none``/``malformed``:
+        a metric and log dimension, cheap and never raising."""
+        if not header:
+            return "none"
+        try:
+            return self._parse(header).method
+        except Unauthorized:
+            scheme = header[:7].split(" ", 1)[0].lower()
+            return {"basic": "basic", "bearer": "oidc"}.get(scheme, "malformed")
+
+    # --- checking -------------------------------------------------------------------------
+    def authenticate(self, authorization_header: str | None) -> Principal:
+        """The principal behind the header, or ``Unauthorized`` with a reason for logs."""
+        cred = self._parse(authorization_header)
+        if cred.method == "oidc":
+            if self.oidc is None:
+                raise Unauthorized("OIDC is not enabled")
+            identity = self.oidc.verify(cred.secret)
+            return Principal("oidc", identity.repository, identity)
+        return self._basic(cred.login, cred.secret)
+
+    def _basic(self, login: str, password: str) -> Principal:
+        if self.users is None:
+            raise Unauthorized("Basic Auth users are not configured")
+        stored = self.users.lookup(login)
+        if stored is None:
+            _users.verify_unknown(password)
+            # The login is left out: people type passwords into the wrong field.
+            raise Unauthorized("unknown user")
+        key = hmac.new(self._cache_key, f"{login}\0{password}".encode(), hashlib.sha256).digest()
+        if self._cached(key, stored):
+            return Principal("basic", login)
+        if not _users.verify_password(stored, password):
+            raise Unauthorized(f"wrong password for user {login!r}")
+        self._remember(key, stored)
+        return Principal("basic", login)
+
+    def _cached(self, key: bytes, stored: str) -> bool:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is None:
+                return False
+            cached_stored, expires = hit
+            if self._clock() >= expires or cached_stored != stored:
+                del self._cache[key]
+                return False
+            return True
+
+    def _remember(self, key: bytes, stored: str) -> None:
+        with self._lock:
+            self._cache[key] = (stored, self._clock() + self.cache_seconds)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+
+# --- the API Gateway REQUEST authorizer ---------------------------------------------------
+
+
+def authorization_header(event: Mapping[str, Any]) -> str | None:
+    """The Authorization header of a REQUEST event, found case-insensitively.
+
+    Two different values (``headers`` and ``multiValueHeaders`` disagree, or a repeated
+    header) are refused as ambiguous rather than picking one."""
+    values: set[str] = set()
+    headers = event.get("headers") or {}
+    if isinstance(headers, Mapping):
+        values.update(v for k, v in headers.items() if k.lower() == "authorization" and isinstance(v, str))
+    multi = event.get("multiValueHeaders") or {}
+    if isinstance(multi, Mapping):
+        for k, vs in multi.items():
+            if k.lower() == "authorization" and isinstance(vs, list):
+                values.update(v for v in vs if isinstance(v, str))
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Unauthorized("more than one Authorization header")
+    return values.pop()
+
+
+def _allow_all(method_arn: str, principal: Principal) -> dict[str, Any]:
+    """An Allow for every method and path of the stage: API Gateway caches the policy and
+    reuses it for other paths, so allowing only ``methodArn`` would break the next request."""
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayAuthorizerResponse,
+    )
+
+    # arn:{partition}:execute-api:{region}:{account}:{apiId}/{stage}/{verb}/{path...}
+    parts = method_arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "execute-api":
+        raise ValueError("methodArn is not an execute-api ARN")
+    _, partition, _, region, account, rest = parts
+    api_id, _, tail = rest.partition("/")
+    stage = tail.split("/", 1)[0]
+    if not (partition and region and account and api_id and stage):
+        raise ValueError("methodArn lacks a region, account, API id or stage")
+    # Powertools' from_route_arn drops the partition (aws-cn, aws-us-gov), so build it here.
+    response = APIGatewayAuthorizerResponse(
+        principal_id=principal.principal_id,
+        region=region,
+        aws_account_id=account,
+        api_id=api_id,
+        stage=stage,
+        context=principal.context(),
+        partition=partition,
+    )
+    response.allow_all_routes()
+    return response.asdict()
+
+
+def _metric(metrics: Any, name: str, method: str) -> None:
+    if metrics is None:
+        return
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    # One authorizer call emits one metric, flushed per invocation by ``log_metrics``.
+    metrics.add_dimension(name="method", value=method)
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+def handle_event(
+    event: Mapping[str, Any], authenticator: Authenticator, *, logger: Any, metrics: Any = None
+) -> dict[str, Any]:
+    """Answer a REST API REQUEST authorizer event: an Allow policy for the whole API, or
+    ``Exception("Unauthorized")``, which API Gateway turns into a 401."""
+    method = "malformed"
+    try:
+        header = authorization_header(event)
+        method = authenticator.method_of(header)
+        principal = authenticator.authenticate(header)
+        policy = _allow_all(str(event.get("methodArn", "")), principal)
+    except Unauthorized as exc:
+        logger.warning(
+            f"authorization denied ({method}): {exc}", extra={"reason": str(exc), "method": method}
+        )
+        _metric(metrics, "AuthDenied", method)
+        raise Exception("Unauthorized") from None  # no chain: it could carry the credential
+    except Exception as exc:
+        # Fail closed with a 401, not a 500. Our own errors (a missing secret) say what is wrong
+        # and never hold credentials; for anything else the type must do.
+        reason = f"{exc.__class__.__name__}: {exc}" if isinstance(exc, GhaptError) else exc.__class__.__name__
+        logger.error(f"authorizer failure ({method}): {reason}", extra={"reason": reason, "method": method})
+        _metric(metrics, "AuthDenied", method)
+        raise Exception("Unauthorized") from None
+    logger.info(
+        f"authorization allowed ({principal.kind}): {principal.name}",
+        extra={"method": principal.kind, "principal": principal.name},
+    )
+    _metric(metrics, "AuthAllowed", principal.kind)
+    return policy
+
+
+def settings_authenticator(settings: Settings, secrets: Secrets | None = None) -> Authenticator:
+    """The authenticator ``settings`` describe.
+
+    Users come from the Secrets Manager secret when ``GHAPT_USERS_SECRET_ARN`` is set (read
+    through ``secrets`` when given, else Powertools), otherwise from the local users file.
+    OIDC is on when ``GHAPT_OIDC_ISSUER`` is set."""
+    users: _users.UserStore | None = None
+    if settings.users_secret_arn:
+        fetch = secrets.get if secrets is not None else None
+        users = _users.SecretUsers(settings.users_secret_arn, fetch=fetch)
+    elif settings.users_path is not None:
+        users = _users.FileUsers(settings.users_path)
+    oidc = None
+    if settings.oidc_issuer:
+        settings.require("oidc_audience")
+        oidc = OidcVerifier(settings.oidc_issuer, settings.oidc_audience, OidcRules.from_settings(settings))
+    return Authenticator(users, oidc, settings.oidc_login)

@@ -65,7 +65,14 @@ def test_commit_is_one_atomic_commit_with_exactly_the_expected_tree(
     base = store.commit_files(None, {"a/one": b"1\n", "a/two": b"2\n", "b/keep": b"keep\n"}, "base")
     gh.clear_log()
 
-    files = {"a/one": b"1 changed\n", "a/three": b"3\n", "c/d/e/deep": b"deep\n" * 1000}
+    # "a-b" < "a/" < "a0": git sorts the directory "a" as if it were named "a/".
+    files = {
+        "a/one": b"1 changed\n",
+        "a/three": b"3\n",
+        "c/d/e/deep": b"deep\n" * 1000,
+        "a-b": b"-",
+        "a0": b"0",
+    }
     sha = store.commit_files(base, files, "second")
 
     expected = {
@@ -74,6 +81,8 @@ def test_commit_is_one_atomic_commit_with_exactly_the_expected_tree(
         "a/three": b"3\n",
         "b/keep": b"keep\n",
         "c/d/e/deep": b"deep\n" * 1000,
+        "a-b": b"-",
+        "a0": b"0",
     }
     assert gh.branch_files(REPO, BRANCH) == expected
     assert gh.commit_info(REPO, sha)["parents"] == [

@@ -52,6 +52,24 @@ Behaviour that matters for ghapt:
 * ``requests_log`` records every request (server, method, path, query, lower-cased headers,
   status) so tests can count calls and assert headers.
 
+Test API (all thread-safe; ``repo`` is ``"OWNER/NAME"``):
+
+* setup: ``add_repo``, ``add_release(repo, tag, assets=[(name, bytes)], prerelease=False,
+  draft=False, with_digest=True)`` (returns a ``FakeRelease`` whose ``assets`` have the ids),
+  ``add_asset(..., state="starter")``, ``replace_asset``, ``set_release``, ``delete_release``,
+  ``delete_asset``, ``add_app(app_id, installation_id) -> private key PEM``; ``tokens`` holds the
+  accepted tokens (``token`` is the default one).
+* knobs: ``asset_mode``, ``storage_ignores_range``, ``url_ttl``, ``tree_entry_limit``,
+  ``require_auth``, ``clock`` (pass ``clock=`` to share a fake clock with the code under test).
+* failures and races: ``fail_next``, ``rate_limit_next``, ``secondary_limit_next``,
+  ``before_next(pattern, callback, method=...)``.
+* inspection: ``requests_log`` / ``calls(method, pattern, server=...)`` (``LoggedRequest`` has
+  ``.json()`` for the body), ``clear_log()``, ``storage_bytes_served``, ``rate_remaining``,
+  ``installation_tokens``.
+* git: ``branch_head``, ``branch_files``, ``read_branch_file``, ``commit_to_branch`` (another
+  writer), ``commit_info``, ``object``, ``export_git(repo, bare_dir)``; module helpers
+  ``git_object_sha``, ``git_blob_sha``, ``mangle_asset_name``.
+
 Typical use::
 
     with FakeGitHub() as gh:                     # or FakeGitHub(prefix="/api/v3")

@@ -191,7 +191,11 @@ class GitHubBranchStore:
             if self.head() == commit:
                 return
             msg = exc.gh_message.lower()
-            if "fast forward" in msg or "already exists" in msg or "does not exist" in msg:
+            if (
+                "fast forward" in msg
+                or "reference already exists" in msg
+                or "reference does not exist" in msg
+            ):
                 raise StaleHead(
                     f"{self.repo}: branch {self.branch} moved while rebuilding ({exc.gh_message})"
                 ) from None

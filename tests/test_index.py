@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import pytest
 from debian.deb822 import Packages, Release
+from ghapt.debfile import parse_control, read_deb_path
 from ghapt.errors import BadDebError
 from ghapt.index import (
     build_dists,
@@ -42,37 +43,6 @@ STATUS_ONLY = ("Status", "Conffiles", "Config-Version", "Triggers-Pending", "Tri
 # --- helpers -------------------------------------------------------------------------------
 
 
-def parse_control(data: bytes) -> Control:
-    """The reader's convention: first line's leading blanks gone, continuations verbatim.
-
-    A stand-in until ghapt.debfile lands; it reads what ``dpkg-deb --info X control`` prints."""
-    fields: list[list[str]] = []
-    for line in data.decode("utf-8", "surrogateescape").split("\n"):
-        if not line:
-            continue
-        if line[0] in " \t":
-            fields[-1][1] += "\n" + line
-        else:
-            name, _, value = line.partition(":")
-            fields.append([name, value.lstrip(" \t")])
-    return tuple((name, value) for name, value in fields)
-
-
-def read_deb(path: Path) -> DebInfo:
-    """DebInfo of a built .deb: its control file and every digest of the whole file."""
-    control = subprocess.run(
-        ["dpkg-deb", "--info", str(path), "control"], check=True, capture_output=True
-    ).stdout
-    data = path.read_bytes()
-    hashes = Hashes(
-        sha256=hashlib.sha256(data).hexdigest(),
-        md5=hashlib.md5(data).hexdigest(),
-        sha1=hashlib.sha1(data).hexdigest(),
-        sha512=hashlib.sha512(data).hexdigest(),
-    )
-    return DebInfo(control=parse_control(control), size=len(data), hashes=hashes)
-
-
 def asset(name: str, release: str = "v1.0", key: str | None = None, suite: str = "stable") -> Asset:
     return Asset(
         key=key or f"local:{release}/{name}",
@@ -86,11 +56,11 @@ def asset(name: str, release: str = "v1.0", key: str | None = None, suite: str =
 
 def publish(root: Path, control: str, *, release: str = "v1.0", name: str | None = None) -> IndexedAsset:
     """Build a .deb from ``control`` and put it at its pool path under ``root``."""
-    fields = dict(parse_control(control.encode()))
+    fields = dict(parse_control(control.encode(), "control"))
     lower = {k.lower(): v.strip() for k, v in fields.items()}
     work = root.parent / "build"
     deb_path = build_deb(work, lower["package"], lower["version"], lower["architecture"], control=control)
-    info = read_deb(deb_path)
+    info = read_deb_path(deb_path)
     path = pool_path(info, "main")
     target = root / path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +177,7 @@ def test_this_machines_installed_packages_match_dpkg_scanpackages(tmp_path: Path
         pytest.skip(f"{package} is not installed here")
     control = "".join(
         f"{name}: {value}\n" if not value.startswith("\n") else f"{name}:{value}\n"
-        for name, value in parse_control(status.stdout)
+        for name, value in parse_control(status.stdout, f"{package} status")
         if name not in STATUS_ONLY
     )
     root = tmp_path / "repo"

@@ -27,7 +27,7 @@ class RunningServer:
 def serve(services: Services, **kwargs: object) -> Iterator[RunningServer]:
     log: list[tuple[str, str, int]] = []
     app = ApiGateway(services, access_log=log, **kwargs)  # type: ignore[arg-type]
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, _quiet=True)
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
     port = server.effective_port  # type: ignore[union-attr]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

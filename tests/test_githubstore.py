@@ -31,7 +31,7 @@ def gh() -> Iterator[FakeGitHub]:
 @pytest.fixture
 def store(gh: FakeGitHub) -> GitHubBranchStore:
     client = GitHubClient(gh.api_url, TokenAuth(gh.token), sleep=lambda s: None)
-    return GitHubBranchStore(client, REPO, BRANCH)
+    return GitHubBranchStore(client, REPO, BRANCH, clock=lambda: T0)
 
 
 def git(*args: str, cwd: Path, input: bytes | None = None) -> str:
@@ -229,6 +229,14 @@ def test_commit_time_and_conditional_head(gh: FakeGitHub, store: GitHubBranchSto
     assert store.head() == sha
     assert store.head() == sha
     assert [c.status for c in gh.calls("GET")] == [200, 304]
+
+
+def test_commits_carry_strictly_increasing_dates(gh: FakeGitHub, store: GitHubBranchStore) -> None:
+    first = store.commit_files(None, {"x": b"1"}, "first")
+    second = store.commit_files(first, {"x": b"2"}, "second")
+    assert store.commit_time(second) == T0 + 1, "same clock second: bumped past the parent"
+    sent = [c.json() for c in gh.calls("POST") if c.path.endswith("/git/commits")]
+    assert [s["committer"]["date"] for s in sent] == ["2023-11-14T22:13:20Z", "2023-11-14T22:13:21Z"]
 
 
 def test_unsafe_paths_are_refused_before_any_call(gh: FakeGitHub, store: GitHubBranchStore) -> None:

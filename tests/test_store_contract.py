@@ -79,6 +79,17 @@ def test_creating_an_existing_branch_is_stale(make_store: StoreFactory) -> None:
     assert store.head() == first
 
 
+def test_commit_times_strictly_increase_along_the_branch(make_store: StoreFactory) -> None:
+    # They are served as Last-Modified, and apt revalidates with If-Modified-Since at 1 s resolution.
+    store = make_store()
+    commit = store.commit_files(None, {"f": b"0"}, "c0")
+    times = [store.commit_time(commit)]
+    for i in range(1, 4):
+        commit = store.commit_files(commit, {"f": str(i).encode()}, f"c{i}")
+        times.append(store.commit_time(commit))
+    assert times == sorted(set(times))
+
+
 def test_large_files_round_trip(make_store: StoreFactory) -> None:
     store = make_store()
     big = bytes(range(256)) * 8192  # 2 MiB, over the contents API's 1 MB limit

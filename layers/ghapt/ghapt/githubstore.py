@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -49,8 +50,16 @@ def _check_path(path: str) -> None:
 class GitHubBranchStore:
     """``MetadataStore`` on ``branch`` of ``repo`` (``OWNER/NAME``)."""
 
-    def __init__(self, client: GitHubClient, repo: str, branch: str = "apt-metadata") -> None:
+    def __init__(
+        self,
+        client: GitHubClient,
+        repo: str,
+        branch: str = "apt-metadata",
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
+        self.clock = clock
         self.repo = repo
         self.branch = branch
         self._base = f"repos/{quote(repo, safe='/')}/git"
@@ -161,7 +170,17 @@ class GitHubBranchStore:
             ]
         else:
             tree = self._commit(base)["tree"]["sha"]
-        commit = self._post("commits", {"message": message, "tree": tree, "parents": [base] if base else []})
+        # Commit times must strictly increase along the branch: they are the Last-Modified that
+        # apt's If-Modified-Since is compared with, at one-second resolution.
+        when = int(self.clock())
+        if base is not None:
+            when = max(when, self.commit_time(base) + 1)
+        stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        who = {"name": "ghapt", "email": "ghapt@users.noreply.github.com", "date": stamp}
+        parents = [base] if base else []
+        commit = self._post(
+            "commits", {"message": message, "tree": tree, "parents": parents, "author": who, "committer": who}
+        )
         sha = str(commit["sha"])
         self._commits[sha] = commit
         self._move_branch(base, sha)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -89,7 +90,13 @@ class LocalGitStore:
                 self._git("update-index", "-z", "--index-info", input="\0".join(lines).encode() + b"\0", env=env)
             tree = self._git("write-tree", env=env).decode().strip()
         parents = ["-p", base] if base else []
-        commit = self._git("commit-tree", tree, *parents, input=message.encode()).decode().strip()
+        # Commit times must strictly increase along the branch: they are the Last-Modified that
+        # apt's If-Modified-Since is compared with, at one-second resolution.
+        when = int(time.time())
+        if base:
+            when = max(when, self.commit_time(base) + 1)
+        dates = {"GIT_AUTHOR_DATE": f"{when} +0000", "GIT_COMMITTER_DATE": f"{when} +0000"}
+        commit = self._git("commit-tree", tree, *parents, input=message.encode(), env=dates).decode().strip()
         proc = self._run("update-ref", "-m", "ghapt rebuild", self.ref, commit, base or _ZERO, check=False)
         if proc.returncode != 0:
             raise StaleHead(f"branch {self.branch} moved while rebuilding: {proc.stderr.decode().strip()}")

@@ -152,7 +152,11 @@ class Indexer:
         )
 
         stable = {p: d for p, d in files.items() if not _is_release(p)}
-        stale = [p for p in head_files if p.startswith("dists/") and "/by-hash/" not in p and p not in files]
+        signed = {p[: -len("Release")] + n for p in files if p.endswith("/Release") for n in ("InRelease", "Release.gpg")}
+        stale = [
+            p for p in head_files
+            if p.startswith("dists/") and "/by-hash/" not in p and p not in files and p not in signed
+        ]
         unchanged = (
             head is not None
             and not stale
@@ -205,6 +209,7 @@ class Indexer:
             prior_bad = known_bad.get(asset.key)
             if cached is not None:
                 results[asset.key] = cached
+                reused += 1
             elif prior and prior.get("fingerprint") == asset.fingerprint:
                 results[asset.key] = _deb_from_record(prior)
                 reused += 1

@@ -10,6 +10,7 @@ import gzip
 import io
 import lzma
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 
 import zstandard
@@ -70,6 +71,11 @@ def tar_header(path: str, size: int) -> bytes:
     return info.tobuf(format=tarfile.GNU_FORMAT)
 
 
+def tar_entry(path: str, data: bytes) -> bytes:
+    """One regular file as tar blocks (header, content, padding), without an end-of-archive."""
+    return tar_header(path, len(data)) + data + bytes(-len(data) % 512)
+
+
 def compress(kind: str, data: bytes) -> bytes:
     if kind == "gzip":
         return gzip.compress(data, mtime=0)
@@ -108,19 +114,75 @@ def deb(
 MINIMAL_CONTROL = b"Package: hostile\nVersion: 1.0\nArchitecture: all\nDescription: x\n"
 
 
-def zero_gzip_members(total: int, member_size: int = 64 << 20) -> Iterator[bytes]:
-    """Concatenated gzip members that inflate to ``total`` zero bytes, built from one member.
+def zeros_then_control(zero_bytes: int, control: bytes = MINIMAL_CONTROL) -> Iterator[bytes]:
+    """An uncompressed control tar, piece by piece: ``./big`` of ``zero_bytes`` zeros, then ``./control``.
 
-    A valid multi-member gzip stream; a few KiB per 64 MiB, so gigabytes cost nothing to make."""
-    assert total % member_size == 0
-    one = gzip.compress(bytes(member_size), compresslevel=9, mtime=0)
-    for _ in range(total // member_size):
-        yield one
+    ``zero_bytes`` must be a multiple of 512 (no tar padding needed)."""
+    assert zero_bytes % 512 == 0
+    yield tar_header("./big", zero_bytes)
+    chunk = bytes(1 << 20)
+    left = zero_bytes
+    while left:
+        n = min(left, len(chunk))
+        yield chunk if n == len(chunk) else bytes(n)
+        left -= n
+    yield tar([("./control", control)])
 
 
-def zero_xz_streams(total: int, stream_size: int = 64 << 20) -> Iterator[bytes]:
-    """Concatenated xz streams that decompress to ``total`` zero bytes (valid per xz's format)."""
-    assert total % stream_size == 0
-    one = lzma.compress(bytes(stream_size), format=lzma.FORMAT_XZ, preset=0)
-    for _ in range(total // stream_size):
-        yield one
+def compress_stream(kind: str, pieces: Iterable[bytes]) -> bytes:
+    """One compressed stream over ``pieces``, compressed as they come (never all in memory)."""
+    out: list[bytes] = []
+    if kind == "gzip":
+        z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 9, zlib.Z_RLE)
+        out.extend(z.compress(p) for p in pieces)
+        out.append(z.flush())
+    elif kind == "xz":
+        x = lzma.LZMACompressor(format=lzma.FORMAT_XZ, preset=0)
+        out.extend(x.compress(p) for p in pieces)
+        out.append(x.flush())
+    elif kind == "zstd":
+        c = zstandard.ZstdCompressor().compressobj()
+        out.extend(c.compress(p) for p in pieces)
+        out.append(c.flush())
+    else:
+        raise ValueError(kind)
+    return b"".join(out)
+
+
+def concatenated_bomb(
+    kind: str, zero_bytes: int, *, control: bytes = MINIMAL_CONTROL, first: bool = False
+) -> bytes:
+    """A control member of concatenated streams (valid for gzip, xz and zstd) with a file of
+    ``zero_bytes`` zeros; ``./control`` comes after it, or before it when ``first``.
+
+    One 64 MiB stream of zeros is compressed once and repeated, so gigabytes cost a few MiB."""
+    unit = 64 << 20
+    assert zero_bytes % unit == 0
+    zeros = compress_stream(kind, [bytes(unit)])
+    head = tar_header("./big", zero_bytes)
+    parts = [compress(kind, tar_entry("./control", control) + head)] if first else [compress(kind, head)]
+    parts.extend(zeros for _ in range(zero_bytes // unit))
+    parts.append(compress(kind, bytes(1024) if first else tar([("./control", control)])))
+    return b"".join(parts)
+
+
+def xz_needing_memory(data: bytes, dict_byte: int = 0x24) -> bytes:
+    """``data`` as xz whose block header claims a huge LZMA2 dictionary (0x24: 1 GiB).
+
+    The data still decodes with a small dictionary; only the claimed memory changes."""
+    raw = bytearray(
+        lzma.compress(data, format=lzma.FORMAT_XZ, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 16}])
+    )
+    size = (raw[12] + 1) * 4
+    assert raw[13] == 0 and raw[14] == 0x21 and raw[15] == 1  # one LZMA2 filter, no sizes
+    raw[16] = dict_byte
+    raw[12 + size - 4 : 12 + size] = zlib.crc32(bytes(raw[12 : 12 + size - 4])).to_bytes(4, "little")
+    return bytes(raw)
+
+
+def zstd_needing_memory(data: bytes, window_log: int = 30) -> bytes:
+    """``data`` as a zstd frame whose header asks for a ``2**window_log`` byte window."""
+    raw = bytearray(zstandard.ZstdCompressor(write_content_size=False).compress(data))
+    assert raw[4] & 0x20 == 0  # no single-segment flag, so byte 5 is the window descriptor
+    raw[5] = (window_log - 10) << 3
+    return bytes(raw)

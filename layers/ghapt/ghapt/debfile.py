@@ -720,8 +720,12 @@ def _find_control_file(tar: _Capped, name: str, member: str) -> bytes:
     pax_size: int | None = None
     while True:
         block = tar.read_exact(_TAR_BLOCK)
-        if not block or block == bytes(_TAR_BLOCK):
+        if block == bytes(_TAR_BLOCK):  # the end-of-archive marker
             raise BadDebError(name, f"control member {member!r} has no control file")
+        if not block:
+            raise BadDebError(
+                name, f"control member {member!r} ends before its control file, without a tar end marker"
+            )
         if len(block) < _TAR_BLOCK:
             raise bad("it ends inside a header")
         if not _tar_checksum_ok(block):

@@ -127,7 +127,7 @@ def parse_control(data: bytes, name: str) -> Control:
         if key in seen:
             raise _syntax(name, no, f"duplicate field {field!r} (field names ignore case)")
         seen[key] = field
-        fields.append((field, [rest.lstrip(" \t")]))
+        fields.append((field, [rest.lstrip(_BLANKS)]))
     control: Control = tuple((field, "\n".join(parts).rstrip(_BLANKS)) for field, parts in fields)
     _check_required(control, name)
     return control

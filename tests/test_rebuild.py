@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ghapt.errors import StaleHead
 from ghapt.gitstore import LocalGitStore
 from ghapt.model import Asset, DebInfo
@@ -47,7 +46,9 @@ def env(tmp_path: Path):
     build_deb(releases / "v1", "tool", "1.0-1", "amd64", filename="tool_1.0-1_amd64.deb")
     build_deb(releases / "v1", "tool-doc", "1.0-1", "all", compression="xz")
     build_deb(releases / "v2", "tool", "2.0-1", "amd64", compression="zstd")
-    settings = Settings.from_env({}, releases_dir=releases, state_dir=tmp_path / "state", architectures="amd64 arm64")
+    settings = Settings.from_env(
+        {}, releases_dir=releases, state_dir=tmp_path / "state", architectures="amd64 arm64"
+    )
     services = Services(settings, {})
     source = CountingSource(services.source)
     indexer = Indexer(source, services.store, services.signer, settings, clock=lambda: NOW)
@@ -82,10 +83,14 @@ def test_cold_rebuild_commits_the_whole_signed_index_once(env) -> None:
     }
     assert pool["pool/main/t/tool/tool_1.0-1_amd64.deb"]["locator"]["path"] == "v1/tool_1.0-1_amd64.deb"
     log = subprocess.run(
-        ["git", "--git-dir", str(store.repo), "log", "--format=%s", "apt-metadata"], capture_output=True, text=True
+        ["git", "--git-dir", str(store.repo), "log", "--format=%s", "apt-metadata"],
+        capture_output=True,
+        text=True,
     ).stdout.splitlines()
     assert log == ["ghapt: +3 -0 packages (stable: 3)"]
-    assert sorted(source.reads) == sorted(["tool_1.0-1_amd64.deb", "tool-doc_1.0-1_all.deb", "tool_2.0-1_amd64.deb"])
+    assert sorted(source.reads) == sorted(
+        ["tool_1.0-1_amd64.deb", "tool-doc_1.0-1_all.deb", "tool_2.0-1_amd64.deb"]
+    )
 
 
 def test_release_signatures_verify_with_gpgv_against_only_the_repository_key(env, tmp_path: Path) -> None:
@@ -109,7 +114,9 @@ def test_nothing_changed_means_no_commit(env) -> None:
     _, services, source, indexer = env
     first = indexer.rebuild()
     source.reads.clear()
-    again = Indexer(source, services.store, services.signer, services.settings, clock=lambda: NOW.replace(hour=13))
+    again = Indexer(
+        source, services.store, services.signer, services.settings, clock=lambda: NOW.replace(hour=13)
+    )
     second = again.rebuild()
     assert not second.changed and second.commit is None
     assert _store(services).head() == first.commit
@@ -131,8 +138,12 @@ def test_a_new_release_is_read_alone_and_a_deleted_one_drops_out(env) -> None:
         "stable:pool/main/t/tool-doc/tool-doc_1.0-1_all.deb",
         "stable:pool/main/t/tool/tool_1.0-1_amd64.deb",
     ]
-    packages = _store(services).read_file(result.commit or "", "dists/stable/main/binary-amd64/Packages") or b""
-    assert b"Version: 1.0-1" not in packages and b"Version: 3.0-1" in packages and b"Version: 2.0-1" in packages
+    packages = (
+        _store(services).read_file(result.commit or "", "dists/stable/main/binary-amd64/Packages") or b""
+    )
+    assert (
+        b"Version: 1.0-1" not in packages and b"Version: 3.0-1" in packages and b"Version: 2.0-1" in packages
+    )
 
 
 def test_by_hash_files_of_the_last_generations_are_kept(env) -> None:
@@ -183,12 +194,20 @@ def test_conflicting_files_keep_the_first_deterministically(env) -> None:
 def test_identical_inputs_give_byte_identical_packages(env, tmp_path: Path) -> None:
     releases, services, _, indexer = env
     indexer.rebuild()
-    other = Services(Settings.from_env({}, releases_dir=releases, state_dir=tmp_path / "other",
-                                       architectures="amd64 arm64"), {})
+    other = Services(
+        Settings.from_env(
+            {}, releases_dir=releases, state_dir=tmp_path / "other", architectures="amd64 arm64"
+        ),
+        {},
+    )
     other.indexer.rebuild()
     a, b = _store(services), _store(other)
-    for path in ("dists/stable/main/binary-amd64/Packages", "dists/stable/main/binary-amd64/Packages.xz",
-                 "dists/stable/main/binary-amd64/Packages.gz", POOL_FILE):
+    for path in (
+        "dists/stable/main/binary-amd64/Packages",
+        "dists/stable/main/binary-amd64/Packages.xz",
+        "dists/stable/main/binary-amd64/Packages.gz",
+        POOL_FILE,
+    ):
         assert a.read_file(a.head() or "", path) == b.read_file(b.head() or "", path), path
 
 
@@ -210,12 +229,14 @@ def test_a_concurrent_writer_makes_the_rebuild_start_over_without_losing_either(
     assert result.attempts == 2
     files = store.list_files(result.commit or "")
     assert "notes/other-writer" in files, "the other writer's commit survives"
-    assert b"4.0-1" in (store.read_file(result.commit or "", "dists/stable/main/binary-amd64/Packages") or b"")
+    assert b"4.0-1" in (
+        store.read_file(result.commit or "", "dists/stable/main/binary-amd64/Packages") or b""
+    )
     assert source.reads.count("tool_4.0-1_amd64.deb") == 1, "the retry reuses what it already read"
 
 
 def test_a_branch_that_keeps_moving_gives_up_cleanly(env) -> None:
-    releases, services, _, indexer = env
+    _, services, _, indexer = env
     store = _store(services)
 
     def always_stale(base, changes, message):  # type: ignore[no-untyped-def]

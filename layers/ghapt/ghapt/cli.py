@@ -107,7 +107,12 @@ def run_server(services: Any, banner: str | None, ready: Callable[[], None] | No
     print(f"ghapt serving on http://{settings.host}:{settings.port} (Ctrl-C stops)", flush=True)
     if ready:
         ready()
-    waitress.serve(app, host=settings.host, port=settings.port, threads=8, ident="ghapt", _quiet=True)
+    try:
+        waitress.serve(app, host=settings.host, port=settings.port, threads=8, ident="ghapt", _quiet=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick another --port (GHAPT_PORT)"
+        ) from None
 
 
 def _watch(services: Any, rebuild: Callable[[], None]) -> None:
@@ -226,7 +231,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, environ: Mapping[str,
             "# /etc/apt/auth.conf.d/ghapt.conf  (mode 0600; plain http needs the http:// in 'machine')",
             auth.rstrip(),
             "",
-            f"Then: sudo apt-get update && sudo apt-get install hello-ghapt",
+            "Then: sudo apt-get update && sudo apt-get install hello-ghapt",
         ]
     )
     run_server(services, banner=banner)
@@ -268,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("users", help="manage Basic Auth users (salted scrypt hashes)")
     users_sub = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
-    for action, helptext in (("add", "add or replace a user"), ("remove", "remove a user"), ("list", "list users")):
+    for action, helptext in (
+        ("add", "add or replace a user"),
+        ("remove", "remove a user"),
+        ("list", "list users"),
+    ):
         q = users_sub.add_parser(action, help=helptext)
         if action != "list":
             q.add_argument("name")
@@ -279,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("demo", help="build a demo release folder and serve it (what `make run` does)")
-    p.add_argument("--dir", default=".ghapt/demo", help="where the demo's releases, state and client files go")
+    p.add_argument(
+        "--dir", default=".ghapt/demo", help="where the demo's releases, state and client files go"
+    )
     _add_settings(p, {k: v for k, v in _SETTING_FLAGS.items() if k in ("--releases", "--state")})
     _add_settings(p, _SERVE_FLAGS)
     p.set_defaults(func=cmd_demo)
@@ -289,7 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = os.environ if environ is None else environ
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    # The handlers log JSON and emit EMF metrics for CloudWatch; on a terminal, only warnings matter.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "DEBUG" if args.verbose else "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     try:
         settings = load_settings(args, env)
         return int(args.func(args, settings, env))

@@ -38,7 +38,8 @@ def _tar_gz(members: dict[str, tuple[bytes, int]]) -> bytes:
 
 
 def _ar(members: list[tuple[str, bytes]]) -> bytes:
-    out = io.BytesIO(b"!<arch>\n")
+    out = io.BytesIO()
+    out.write(b"!<arch>\n")
     for name, data in members:
         header = f"{name:<16}{_MTIME:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n"
         out.write(header.encode())

@@ -17,7 +17,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from .rebuild import Indexer, RebuildResult
 
 
-def run_indexer_event(event: dict[str, Any], context: Any, indexer: Indexer, *, logger: Any, metrics: Any) -> dict[str, Any]:
+def run_indexer_event(
+    event: dict[str, Any], context: Any, indexer: Indexer, *, logger: Any, metrics: Any
+) -> dict[str, Any]:
     if "Records" not in event:  # EventBridge schedule: reconcile, in case a webhook was missed
         result = _rebuild(indexer, "schedule", logger, metrics)
         return {"changed": result.changed, "commit": result.commit, "packages": result.packages}
@@ -28,8 +30,10 @@ def run_indexer_event(event: dict[str, Any], context: Any, indexer: Indexer, *, 
         if not outcome:
             outcome.append(_rebuild(indexer, record.body, logger, metrics))
 
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=SqsFifoPartialProcessor(), context=context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=SqsFifoPartialProcessor(), context=context
+        )
     )
 
 

@@ -152,9 +152,15 @@ class Indexer:
         )
 
         stable = {p: d for p, d in files.items() if not _is_release(p)}
-        signed = {p[: -len("Release")] + n for p in files if p.endswith("/Release") for n in ("InRelease", "Release.gpg")}
+        signed = {
+            p[: -len("Release")] + n
+            for p in files
+            if p.endswith("/Release")
+            for n in ("InRelease", "Release.gpg")
+        }
         stale = [
-            p for p in head_files
+            p
+            for p in head_files
             if p.startswith("dists/") and "/by-hash/" not in p and p not in files and p not in signed
         ]
         unchanged = (
@@ -174,7 +180,8 @@ class Indexer:
         generations = _load_json(self.store, head, GENERATIONS_FILE) if GENERATIONS_FILE in head_files else {}
         old_gens: list[list[str]] = generations.get("generations", [])
         current = sorted(byhash_paths(files))
-        gens = [current] + [g for g in old_gens if g != current][: self.settings.byhash_generations - 1]
+        older = [g for g in old_gens if g != current][: self.settings.byhash_generations - 1]
+        gens = [current, *older]
         keep = {p for g in gens for p in g}
         files[GENERATIONS_FILE] = _dump_json({"generations": gens})
         changes: dict[str, bytes | None] = {
@@ -287,7 +294,9 @@ class Indexer:
                 for entries in suites.values()
                 for e in entries
             },
-            "bad": {a.key: {"fingerprint": a.fingerprint, "name": a.name, "reason": err.reason} for a, err in bad},
+            "bad": {
+                a.key: {"fingerprint": a.fingerprint, "name": a.name, "reason": err.reason} for a, err in bad
+            },
         }
 
     def _release_due(self, head: str, head_files: Mapping[str, str]) -> bool:
@@ -313,7 +322,10 @@ def _deb_from_record(rec: Mapping[str, Any]) -> DebInfo:
         control=tuple((k, v) for k, v in rec["control"]),
         size=int(rec["size"]),
         hashes=Hashes(
-            sha256=hashes["sha256"], md5=hashes.get("md5"), sha1=hashes.get("sha1"), sha512=hashes.get("sha512")
+            sha256=hashes["sha256"],
+            md5=hashes.get("md5"),
+            sha1=hashes.get("sha1"),
+            sha512=hashes.get("sha512"),
         ),
     )
 

@@ -55,8 +55,16 @@ class Services:
         if self.settings.backend == "local":
             from .localsource import FolderReleaseSource
 
-            if self.settings.releases_dir is None:
-                raise ConfigError("GHAPT_RELEASES_DIR (--releases) is required for the local backend")
+            missing = [
+                hint
+                for value, hint in (
+                    (self.settings.releases_dir, "GHAPT_RELEASES_DIR (--releases)"),
+                    (self.settings.state_dir, "GHAPT_STATE_DIR (--state)"),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ConfigError("the local backend needs " + " and ".join(missing))
             return FolderReleaseSource(self.settings.releases_dir, self.settings.suite, self.asset_urls)
         from .githubsource import GitHubReleaseSource
 
@@ -85,7 +93,11 @@ class Services:
     def secrets(self) -> Any:
         from .secrets import AwsSecrets, EnvSecrets
 
-        if self.settings.github_secret_arn or self.settings.users_secret_arn or self.settings.webhook_secret_arn:
+        if (
+            self.settings.github_secret_arn
+            or self.settings.users_secret_arn
+            or self.settings.webhook_secret_arn
+        ):
             return AwsSecrets()
         return EnvSecrets(self.environ, {})
 

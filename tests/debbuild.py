@@ -51,7 +51,9 @@ def build_deb(
     (root / "DEBIAN").mkdir(parents=True)
     text = control if control is not None else control_text(package, version, arch, extra=extra)
     (root / "DEBIAN" / "control").write_text(text)
-    for rel, data in (files or {f"usr/share/doc/{package}/README": f"{package} {version}\n".encode()}).items():
+    for rel, data in (
+        files or {f"usr/share/doc/{package}/README": f"{package} {version}\n".encode()}
+    ).items():
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import waitress
-
 from ghapt.localserver import ApiGateway
 from ghapt.services import Services
 

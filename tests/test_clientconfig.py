@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ghapt.clientconfig import auth_entry, auth_machine, sources_entry
 
 
@@ -11,7 +10,10 @@ from ghapt.clientconfig import auth_entry, auth_machine, sources_entry
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
         ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
         ("https://apt.example.com/prod/", "apt.example.com/prod"),
-        ("https://abc.execute-api.eu-west-1.amazonaws.com/prod", "abc.execute-api.eu-west-1.amazonaws.com/prod"),
+        (
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+            "abc.execute-api.eu-west-1.amazonaws.com/prod",
+        ),
     ],
 )
 def test_plain_http_machine_lines_name_the_scheme(url: str, machine: str) -> None:

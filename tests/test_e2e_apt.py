@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from ghapt.clientconfig import auth_entry
 from ghapt.services import Services
 from ghapt.settings import Settings
@@ -28,14 +27,25 @@ def repo(tmp_path: Path):
     state = tmp_path / "state"
     debs: dict[str, Path] = {}
     # Asset names as GitHub would mangle them: the pool path must come from the control data.
-    debs["hello_1.0-1"] = build_deb(releases / "v1.0", "hello-ghapt", "1.0-1", "all", filename="hello.1.0-1.deb")
+    debs["hello_1.0-1"] = build_deb(
+        releases / "v1.0", "hello-ghapt", "1.0-1", "all", filename="hello.1.0-1.deb"
+    )
     debs["hello_1.1~rc1-1"] = build_deb(
-        releases / "v1.1-rc1", "hello-ghapt", "1.1~rc1-1", "all", compression="xz",
+        releases / "v1.1-rc1",
+        "hello-ghapt",
+        "1.1~rc1-1",
+        "all",
+        compression="xz",
         filename="hello-ghapt_1.1.rc1-1_all.deb",
     )
     debs["libdemo1_2:3.0-1"] = build_deb(
-        releases / "v3.0", "libdemo1", "2:3.0-1", "amd64", compression="zstd",
-        extra={"Source": "libdemo (3.0-1)", "Multi-Arch": "same"}, filename="libdemo1_2.3a3.0-1_amd64.deb",
+        releases / "v3.0",
+        "libdemo1",
+        "2:3.0-1",
+        "amd64",
+        compression="zstd",
+        extra={"Source": "libdemo (3.0-1)", "Multi-Arch": "same"},
+        filename="libdemo1_2.3a3.0-1_amd64.deb",
     )
     (releases / "v9.9").mkdir()
     (releases / "v9.9" / "broken.deb").write_bytes(b"!<arch>\nnot really a deb")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from ghapt import handlers
 from ghapt.services import Services
 from ghapt.settings import Settings
@@ -33,7 +32,9 @@ def server(tmp_path: Path):
     UserFile(tmp_path / "state" / "users.json").add(*AUTH)
     settings = Settings.from_env(
         {"GHAPT_WEBHOOK_SECRET": HOOK_SECRET},
-        releases_dir=releases, state_dir=tmp_path / "state", architectures="amd64",
+        releases_dir=releases,
+        state_dir=tmp_path / "state",
+        architectures="amd64",
     )
     services = Services(settings, {})
     services.indexer.rebuild()
@@ -75,10 +76,14 @@ def test_dists_serves_files_with_validators_and_304s(server) -> None:
     assert modified.endswith(" GMT") and parsedate_to_datetime(modified).tzinfo is not None
     assert "max-age=30" in r.headers["Cache-Control"]
     assert requests.get(url, auth=AUTH, headers={"If-None-Match": etag}, timeout=10).status_code == 304
-    assert requests.get(url, auth=AUTH, headers={"If-Modified-Since": modified}, timeout=10).status_code == 304
+    assert (
+        requests.get(url, auth=AUTH, headers={"If-Modified-Since": modified}, timeout=10).status_code == 304
+    )
     old = "Mon, 01 Jan 2001 00:00:00 GMT"
     assert requests.get(url, auth=AUTH, headers={"If-Modified-Since": old}, timeout=10).status_code == 200
-    assert requests.get(url, auth=AUTH, headers={"If-Modified-Since": "garbage"}, timeout=10).status_code == 200
+    assert (
+        requests.get(url, auth=AUTH, headers={"If-Modified-Since": "garbage"}, timeout=10).status_code == 200
+    )
     head = requests.head(url, auth=AUTH, timeout=10)
     assert head.status_code == 200 and head.content == b"" and head.headers["ETag"] == etag
 
@@ -87,7 +92,9 @@ def test_by_hash_files_are_immutable_and_match_their_name(server) -> None:
     release = requests.get(f"{server.url}/dists/stable/Release", auth=AUTH, timeout=10).text
     sha256 = release.split("SHA256:")[1].split("SHA512:")[0].split()
     digest = sha256[sha256.index("main/binary-amd64/Packages.xz") - 2]
-    r = requests.get(f"{server.url}/dists/stable/main/binary-amd64/by-hash/SHA256/{digest}", auth=AUTH, timeout=10)
+    r = requests.get(
+        f"{server.url}/dists/stable/main/binary-amd64/by-hash/SHA256/{digest}", auth=AUTH, timeout=10
+    )
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == digest
     assert "immutable" in r.headers["Cache-Control"]
     assert r.headers["Content-Type"] == "application/octet-stream"
@@ -144,16 +151,18 @@ def test_pool_redirects_to_a_signed_expiring_url_that_serves_the_file(server) ->
 
 
 def test_an_expired_asset_url_is_refused(server, monkeypatch) -> None:
-    r = requests.get(server.url + "/pool/main/t/tool/tool_1.0-1_amd64.deb", auth=AUTH, timeout=10,
-                     allow_redirects=False)
+    r = requests.get(
+        server.url + "/pool/main/t/tool/tool_1.0-1_amd64.deb", auth=AUTH, timeout=10, allow_redirects=False
+    )
     signer = server.services.asset_urls
     monkeypatch.setattr(signer, "clock", lambda: time.time() + 3600)
     assert requests.get(r.headers["Location"], timeout=10).status_code == 403
 
 
 def test_an_asset_rewritten_after_indexing_is_gone_until_rebuilt(server) -> None:
-    r = requests.get(server.url + "/pool/main/t/tool/tool_1.0-1_amd64.deb", auth=AUTH, timeout=10,
-                     allow_redirects=False)
+    r = requests.get(
+        server.url + "/pool/main/t/tool/tool_1.0-1_amd64.deb", auth=AUTH, timeout=10, allow_redirects=False
+    )
     deb = server.releases / "v1.0" / "tool_1.0-1_amd64.deb"
     deb.write_bytes(deb.read_bytes() + b"\n")
     assert requests.get(r.headers["Location"], timeout=10).status_code == 410
@@ -161,8 +170,13 @@ def test_an_asset_rewritten_after_indexing_is_gone_until_rebuilt(server) -> None
 
 def test_explicit_deny_is_403_and_a_broken_authorizer_is_500(server, monkeypatch) -> None:
     def deny(event, context):  # type: ignore[no-untyped-def]
-        return {"principalId": "x", "policyDocument": {"Version": "2012-10-17", "Statement": [
-            {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": "*"}]}}
+        return {
+            "principalId": "x",
+            "policyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": "*"}],
+            },
+        }
 
     monkeypatch.setattr(handlers, "authorizer_handler", deny)
     hdr = {"Authorization": "Basic " + base64.b64encode(b"someone:else").decode()}
@@ -185,7 +199,11 @@ def test_authorizer_decisions_are_cached_per_header_like_api_gateway(server, mon
         return real(event, context)
 
     monkeypatch.setattr(handlers, "authorizer_handler", counting)
-    for path in ("/dists/stable/Release", "/dists/stable/InRelease", "/pool/main/t/tool/tool_1.0-1_amd64.deb"):
+    for path in (
+        "/dists/stable/Release",
+        "/dists/stable/InRelease",
+        "/pool/main/t/tool/tool_1.0-1_amd64.deb",
+    ):
         r = requests.get(server.url + path, auth=AUTH, timeout=10, allow_redirects=False)
         assert r.status_code in (200, 302)
     assert len(calls) == 1, "one decision covers the whole API for the TTL"
@@ -193,18 +211,33 @@ def test_authorizer_decisions_are_cached_per_header_like_api_gateway(server, mon
 
 def test_signed_webhook_triggers_a_rebuild_through_the_local_queue(server) -> None:
     build_deb(server.releases / "v2.0", "tool", "2.0-1", "amd64")
-    body = json.dumps({"action": "published", "release": {"tag_name": "v2.0"},
-                       "repository": {"full_name": "local/releases"}}).encode()
+    body = json.dumps(
+        {
+            "action": "published",
+            "release": {"tag_name": "v2.0"},
+            "repository": {"full_name": "local/releases"},
+        }
+    ).encode()
     sig = "sha256=" + hmac.new(HOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    headers = {"X-Hub-Signature-256": sig, "X-GitHub-Event": "release", "X-GitHub-Delivery": "abc-1",
-               "Content-Type": "application/json"}
-    bad = requests.post(f"{server.url}/webhook", data=body, headers={**headers, "X-Hub-Signature-256": "sha256=00"},
-                        timeout=10)
+    headers = {
+        "X-Hub-Signature-256": sig,
+        "X-GitHub-Event": "release",
+        "X-GitHub-Delivery": "abc-1",
+        "Content-Type": "application/json",
+    }
+    bad = requests.post(
+        f"{server.url}/webhook",
+        data=body,
+        headers={**headers, "X-Hub-Signature-256": "sha256=00"},
+        timeout=10,
+    )
     assert bad.status_code == 401
     r = requests.post(f"{server.url}/webhook", data=body, headers=headers, timeout=10)
     assert r.status_code == 202, r.text
     server.services.queue.drain()
-    packages = requests.get(f"{server.url}/dists/stable/main/binary-amd64/Packages", auth=AUTH, timeout=10).text
+    packages = requests.get(
+        f"{server.url}/dists/stable/main/binary-amd64/Packages", auth=AUTH, timeout=10
+    ).text
     assert "Version: 2.0-1" in packages
     runs = server.services.queue.runs
     assert requests.post(f"{server.url}/webhook", data=body, headers=headers, timeout=10).status_code == 202

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from ghapt.errors import ConfigError
 from ghapt.settings import Settings, reference
 
@@ -18,8 +17,13 @@ def test_defaults_are_stable_main_and_no_security_defaults() -> None:
 
 
 def test_environment_and_overrides() -> None:
-    env = {"GHAPT_SUITE": "prod", "GHAPT_ARCHITECTURES": "amd64, arm64 riscv64", "GHAPT_PORT": "9000",
-           "GHAPT_STATE_DIR": "/tmp/state", "GHAPT_GITHUB_REPOS": "a/b c/d"}
+    env = {
+        "GHAPT_SUITE": "prod",
+        "GHAPT_ARCHITECTURES": "amd64, arm64 riscv64",
+        "GHAPT_PORT": "9000",
+        "GHAPT_STATE_DIR": "/tmp/state",
+        "GHAPT_GITHUB_REPOS": "a/b c/d",
+    }
     s = Settings.from_env(env, port=9001)
     assert s.suite == "prod" and s.port == 9001
     assert s.architectures == ("amd64", "arm64", "riscv64")

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from ghapt.errors import StaleHead
 from ghapt.gitstore import LocalGitStore
 from ghapt.ports import MetadataStore
@@ -41,7 +40,11 @@ def test_a_new_store_has_no_head(make_store: StoreFactory) -> None:
 
 def test_first_commit_creates_the_branch_with_exactly_the_files(make_store: StoreFactory) -> None:
     store = make_store()
-    files = {"dists/stable/Release": b"Suite: stable\n", "ghapt/pool.json": b"{}\n", "dists/x/y/z": b"\x00\xff"}
+    files = {
+        "dists/stable/Release": b"Suite: stable\n",
+        "ghapt/pool.json": b"{}\n",
+        "dists/x/y/z": b"\x00\xff",
+    }
     commit = store.commit_files(None, files, "first")
     assert store.head() == commit
     assert store.list_files(commit) == {p: git_blob_id(d) for p, d in files.items()}
@@ -102,10 +105,14 @@ def test_local_store_is_a_real_git_repository(tmp_path: Path) -> None:
     commit = store.commit_files(None, {"dists/a": b"x"}, "ghapt: one commit\n")
     out = subprocess.run(
         ["git", "--git-dir", str(tmp_path / "meta.git"), "log", "--format=%H %s", "apt-metadata"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out.strip() == f"{commit} ghapt: one commit"
-    fsck = subprocess.run(["git", "--git-dir", str(tmp_path / "meta.git"), "fsck", "--strict"], capture_output=True)
+    fsck = subprocess.run(
+        ["git", "--git-dir", str(tmp_path / "meta.git"), "fsck", "--strict"], capture_output=True
+    )
     assert fsck.returncode == 0, fsck.stderr
 
 

@@ -8,7 +8,6 @@ import json
 import threading
 
 import pytest
-
 from ghapt.errors import BadRequest, Unauthorized
 from ghapt.queues import LocalQueue
 from ghapt.webhook import REBUILD_ACTIONS, handle_delivery, verify_signature
@@ -24,7 +23,9 @@ class RecordingQueue:
         self.items.append((reason, delivery_id))
 
 
-def _headers(body: bytes, event: str = "release", delivery: str = "d-1", secret: bytes = SECRET) -> dict[str, str]:
+def _headers(
+    body: bytes, event: str = "release", delivery: str = "d-1", secret: bytes = SECRET
+) -> dict[str, str]:
     sig = hmac.new(secret, body, hashlib.sha256).hexdigest()
     return {"X-Hub-Signature-256": f"sha256={sig}", "X-GitHub-Event": event, "X-GitHub-Delivery": delivery}
 

@@ -87,7 +87,9 @@ class LocalGitStore:
                     sha = self._git("hash-object", "-w", "--stdin", input=data).decode().strip()
                     lines.append(f"100644 {sha}\t{path}")
             if lines:
-                self._git("update-index", "-z", "--index-info", input="\0".join(lines).encode() + b"\0", env=env)
+                self._git(
+                    "update-index", "-z", "--index-info", input="\0".join(lines).encode() + b"\0", env=env
+                )
             tree = self._git("write-tree", env=env).decode().strip()
         parents = ["-p", base] if base else []
         # Commit times must strictly increase along the branch: they are the Last-Modified that

@@ -17,8 +17,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .errors import GhaptError
-from .serving import Reply, clean_path, serve_dists
 from .services import Services
+from .serving import Reply, clean_path, serve_dists
 from .settings import Settings
 
 logger = Logger(service="ghapt")
@@ -96,7 +96,9 @@ metadata_app = _router()
 def _dists() -> Response:
     event = metadata_app.current_event
     svc = services()
-    reply = serve_dists(svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {}, _base_url(event))
+    reply = serve_dists(
+        svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {}, _base_url(event)
+    )
     metrics.add_metric("CacheHit" if reply.status == 304 else "Served", MetricUnit.Count, 1)
     return _reply(reply, event.http_method)
 

@@ -47,7 +47,11 @@ class Route:
         return f"{self.path}{{proxy+}}" if self.path.endswith("/") else self.path
 
     def matches(self, path: str) -> bool:
-        return path.startswith(self.path) and len(path) > len(self.path) if self.path.endswith("/") else path == self.path
+        return (
+            path.startswith(self.path) and len(path) > len(self.path)
+            if self.path.endswith("/")
+            else path == self.path
+        )
 
 
 ROUTES = (
@@ -136,7 +140,9 @@ class ApiGateway:
             return _text(start_response, 500, "internal error\n")
 
     # --- API Gateway behaviour ------------------------------------------------------------------
-    def _event(self, route: Route, method: str, raw_path: str, query: str, environ: dict[str, Any]) -> dict[str, Any]:
+    def _event(
+        self, route: Route, method: str, raw_path: str, query: str, environ: dict[str, Any]
+    ) -> dict[str, Any]:
         headers: dict[str, str] = {}
         multi: dict[str, list[str]] = {}
         for key, value in environ.items():
@@ -174,7 +180,10 @@ class ApiGateway:
                 "apiId": API_ID,
                 "protocol": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
                 "requestTimeEpoch": int(time.time() * 1000),
-                "identity": {"sourceIp": environ.get("REMOTE_ADDR", "127.0.0.1"), "userAgent": headers.get("User-Agent")},
+                "identity": {
+                    "sourceIp": environ.get("REMOTE_ADDR", "127.0.0.1"),
+                    "userAgent": headers.get("User-Agent"),
+                },
             },
             "body": base64.b64encode(body).decode() if body else None,
             "isBase64Encoded": bool(body),
@@ -183,10 +192,16 @@ class ApiGateway:
     def _method_arn(self, method: str, raw_path: str) -> str:
         return f"arn:aws:execute-api:local:{ACCOUNT}:{API_ID}/{self.stage}/{method}{raw_path}"
 
-    def _authorize(self, route: Route, event: dict[str, Any]) -> tuple[tuple[int, str, dict[str, str]] | None, dict[str, Any]]:
+    def _authorize(
+        self, route: Route, event: dict[str, Any]
+    ) -> tuple[tuple[int, str, dict[str, str]] | None, dict[str, Any]]:
         """Returns (denial, context). Missing identity source → 401 without calling the authorizer."""
         header = next((v for k, v in event["headers"].items() if k.lower() == "authorization"), None)
-        unauthorized = (401, "Unauthorized\n", {"WWW-Authenticate": f'Basic realm="{self.services.settings.realm}"'})
+        unauthorized = (
+            401,
+            "Unauthorized\n",
+            {"WWW-Authenticate": f'Basic realm="{self.services.settings.realm}"'},
+        )
         if not header:
             return unauthorized, {}
         method_arn = self._method_arn(event["httpMethod"], event["path"])
@@ -241,7 +256,9 @@ class ApiGateway:
         return [body]
 
     # --- the local pool's own storage: signed URLs, served without credentials ------------------
-    def _asset(self, method: str, raw_rel: str, query: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _asset(
+        self, method: str, raw_rel: str, query: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         if method not in ("GET", "HEAD"):
             return _text(start_response, 405, "method not allowed\n")
         source = self.services.source
@@ -253,13 +270,19 @@ class ApiGateway:
             if not path.is_file():
                 return _text(start_response, 404, "asset no longer exists\n")
             if fingerprint and source.fingerprint_of(rel) != fingerprint:
-                return _text(start_response, 410, "asset changed since it was indexed; a rebuild is pending\n")
+                return _text(
+                    start_response, 410, "asset changed since it was indexed; a rebuild is pending\n"
+                )
         except GhaptError as exc:
             return _text(start_response, exc.status, f"{exc}\n")
         size = path.stat().st_size
         start_response(
             "200 OK",
-            [("Content-Type", "application/vnd.debian.binary-package"), ("Content-Length", str(size)), ("Cache-Control", "no-store")],
+            [
+                ("Content-Type", "application/vnd.debian.binary-package"),
+                ("Content-Length", str(size)),
+                ("Cache-Control", "no-store"),
+            ],
         )
         if method == "HEAD":
             return [b""]
@@ -289,21 +312,41 @@ def _multi(params: list[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
-_REASONS = {200: "OK", 204: "No Content", 302: "Found", 304: "Not Modified", 400: "Bad Request",
-            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-            410: "Gone", 422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
-            502: "Bad Gateway", 503: "Service Unavailable", 202: "Accepted"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    302: "Found",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    410: "Gone",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    202: "Accepted",
+}
 
 
 def _status_line(status: int) -> str:
     return f"{status} {_REASONS.get(status, 'Status')}"
 
 
-def _text(start_response: StartResponse, status: int, body: str, headers: dict[str, str] | None = None) -> Iterable[bytes]:
+def _text(
+    start_response: StartResponse, status: int, body: str, headers: dict[str, str] | None = None
+) -> Iterable[bytes]:
     data = body.encode()
     start_response(
         _status_line(status),
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))), *(headers or {}).items()],
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            *(headers or {}).items(),
+        ],
     )
     return [data]
 
@@ -312,7 +355,7 @@ def dump_event(event: dict[str, Any]) -> str:
     """For debugging: the event as JSON, with the Authorization header masked."""
     masked = json.loads(json.dumps(event))
     for key in ("headers", "multiValueHeaders"):
-        for name in list((masked.get(key) or {})):
+        for name in list(masked.get(key) or {}):
             if name.lower() == "authorization":
                 masked[key][name] = "***"
     return json.dumps(masked, indent=1)

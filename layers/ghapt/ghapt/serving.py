@@ -158,9 +158,7 @@ def content_type(path: str) -> str:
     return "text/plain; charset=utf-8"
 
 
-def serve_dists(
-    cache: BranchCache, rel: str, headers: Mapping[str, str], base_url: str = ""
-) -> Reply:
+def serve_dists(cache: BranchCache, rel: str, headers: Mapping[str, str], base_url: str = "") -> Reply:
     """``GET /dists/<rel>``: the file from the branch, with validators, 304s and cache policy."""
     snap = cache.snapshot()
     path = f"dists/{rel}"
@@ -183,7 +181,9 @@ def serve_dists(
         links = cache.store
         if not hasattr(links, "large_file_url"):
             raise NotFound(f"/{path} is too large to serve inline and the store cannot link to it")
-        return Reply(302, {"Location": links.large_file_url(snap.commit, path, base_url), "Cache-Control": "no-store"})
+        return Reply(
+            302, {"Location": links.large_file_url(snap.commit, path, base_url), "Cache-Control": "no-store"}
+        )
     return Reply(200, reply_headers, data)
 
 

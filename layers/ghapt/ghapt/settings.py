@@ -121,9 +121,7 @@ class Settings:
     oidc_repositories: tuple[str, ...] = _env(
         "GHAPT_OIDC_REPOSITORIES", (), "Allowed `repository` names (OWNER/NAME)."
     )
-    oidc_repository_ids: tuple[str, ...] = _env(
-        "GHAPT_OIDC_REPOSITORY_IDS", (), "Allowed `repository_id`s."
-    )
+    oidc_repository_ids: tuple[str, ...] = _env("GHAPT_OIDC_REPOSITORY_IDS", (), "Allowed `repository_id`s.")
     oidc_ref_pattern: str = _env("GHAPT_OIDC_REF_PATTERN", "", "Optional regex the `ref` claim must match.")
     oidc_environment_pattern: str = _env(
         "GHAPT_OIDC_ENVIRONMENT_PATTERN", "", "Optional regex the `environment` claim must match."
@@ -167,8 +165,12 @@ class Settings:
             raise ConfigError(f"GHAPT_BACKEND must be 'local' or 'github', not {self.backend!r}")
         if self.signer not in ("local", "kms"):
             raise ConfigError(f"GHAPT_SIGNER must be 'local' or 'kms', not {self.signer!r}")
-        for name, env in (("suite", "GHAPT_SUITE"), ("prerelease_suite", "GHAPT_PRERELEASE_SUITE"),
-                          ("component", "GHAPT_COMPONENT"), ("branch", "GHAPT_BRANCH")):
+        for name, env in (
+            ("suite", "GHAPT_SUITE"),
+            ("prerelease_suite", "GHAPT_PRERELEASE_SUITE"),
+            ("component", "GHAPT_COMPONENT"),
+            ("branch", "GHAPT_BRANCH"),
+        ):
             if not _NAME_RE.match(getattr(self, name)):
                 raise ConfigError(f"{env}={getattr(self, name)!r} is not a valid name")
         if not self.architectures:
@@ -197,8 +199,10 @@ class Settings:
                 "GHAPT_OIDC_AUDIENCE is required with GHAPT_OIDC_ISSUER: demand ghapt's own audience, "
                 "never GitHub's default"
             )
-        for name, env in (("oidc_ref_pattern", "GHAPT_OIDC_REF_PATTERN"),
-                          ("oidc_environment_pattern", "GHAPT_OIDC_ENVIRONMENT_PATTERN")):
+        for name, env in (
+            ("oidc_ref_pattern", "GHAPT_OIDC_REF_PATTERN"),
+            ("oidc_environment_pattern", "GHAPT_OIDC_ENVIRONMENT_PATTERN"),
+        ):
             try:
                 re.compile(getattr(self, name))
             except re.error as exc:

@@ -206,7 +206,7 @@ def test_streamed_bytes_must_match_the_digest(
         pytest.param(
             hostiledebs.deb(
                 hostiledebs.MINIMAL_CONTROL,
-                control_member=b"".join(hostiledebs.zero_gzip_members(256 << 20)),
+                control_member=hostiledebs.concatenated_bomb("gzip", 4 << 30),
             ),
             id="control-bomb",
         ),

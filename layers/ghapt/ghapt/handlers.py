@@ -32,8 +32,12 @@ def services() -> Services:
     """The process's services; in Lambda, built from the environment on first use (cold start)."""
     global _services
     if _services is None:
-        _services = Services(Settings.from_env(os.environ), os.environ)
+        _services = Services(Settings.from_env(os.environ), os.environ, on_github_call=_count_github_call)
     return _services
+
+
+def _count_github_call(method: str, url: str, status: int) -> None:
+    metrics.add_metric("GitHubCalls", MetricUnit.Count, 1)
 
 
 def configure(value: Services | None) -> None:
@@ -105,6 +109,7 @@ def _dists() -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 def metadata_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return metadata_app.resolve(event, context)
 
@@ -122,6 +127,7 @@ def _pool() -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 def pool_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pool_app.resolve(event, context)
 
@@ -137,6 +143,7 @@ def _public_key() -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
 def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return publickey_app.resolve(event, context)
 
@@ -144,6 +151,7 @@ def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # --- authorizer --------------------------------------------------------------------------------
 @logger.inject_lambda_context
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 def authorizer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from .authorizer import handle_event
 
@@ -165,6 +173,8 @@ def _webhook() -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return webhook_app.resolve(event, context)
 
@@ -172,6 +182,7 @@ def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # --- indexer -----------------------------------------------------------------------------------
 @logger.inject_lambda_context
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule."""
     from .indexing import run_indexer_event

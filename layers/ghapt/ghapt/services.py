@@ -6,7 +6,7 @@ the authorizer never lists releases), so cold starts stay small.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,9 +22,16 @@ if TYPE_CHECKING:
 
 
 class Services:
-    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        *,
+        on_github_call: Callable[[str, str, int], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.environ = dict(environ or {})
+        self.on_github_call = on_github_call
 
     # --- local mode pieces ------------------------------------------------------------------
     def _state_dir(self) -> Path:
@@ -63,7 +70,7 @@ class Services:
                 )
                 if value is None
             ]
-            if missing:
+            if missing or self.settings.releases_dir is None:
                 raise ConfigError("the local backend needs " + " and ".join(missing))
             return FolderReleaseSource(self.settings.releases_dir, self.settings.suite, self.asset_urls)
         from .githubsource import GitHubReleaseSource
@@ -106,7 +113,8 @@ class Services:
         from .github import GitHubClient
         from .secrets import github_auth_from_settings
 
-        return GitHubClient(self.settings.api_url, github_auth_from_settings(self.settings, self.secrets))
+        auth = github_auth_from_settings(self.settings, self.secrets)
+        return GitHubClient(self.settings.api_url, auth, on_call=self.on_github_call)
 
     @cached_property
     def authenticator(self) -> Authenticator:

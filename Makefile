@@ -36,9 +36,11 @@ setup: system-deps $(STAMP) ## Create .venv and install ghapt with its dev tools
 run: setup ## Build a demo repository and serve it on http://$(HOST):$(PORT) (offline, no AWS)
 	$(BIN)/ghapt demo --dir $(DEMO) --host $(HOST) --port $(PORT)
 
-lint: setup ## ruff
-	$(BIN)/ruff check layers functions tests benchmarks
-	$(BIN)/ruff format --check layers functions tests benchmarks
+LINT_DIRS := $(wildcard layers functions tests benchmarks)
+
+lint: setup ## ruff check and ruff format --check
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 typecheck: setup ## mypy over the ghapt package
 	$(BIN)/mypy

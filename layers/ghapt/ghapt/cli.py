@@ -111,7 +111,8 @@ def run_server(services: Any, banner: str | None, ready: Callable[[], None] | No
         waitress.serve(app, host=settings.host, port=settings.port, threads=8, ident="ghapt", _quiet=True)
     except OSError as exc:
         raise ConfigError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick another --port (GHAPT_PORT)"
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+            "pick another --port (GHAPT_PORT)"
         ) from None
 
 

@@ -101,6 +101,8 @@ def run_server(services: Any, banner: str | None, ready: Callable[[], None] | No
     rebuild()
     if settings.backend == "local":
         threading.Thread(target=_watch, args=(services, rebuild), daemon=True, name="ghapt-watch").start()
+    else:
+        threading.Thread(target=_reconcile, args=(services,), daemon=True, name="ghapt-reconcile").start()
     app = ApiGateway(services)
     if banner:
         print(banner, flush=True)
@@ -131,6 +133,15 @@ def _watch(services: Any, rebuild: Callable[[], None]) -> None:
                 last = now
             except GhaptError as exc:
                 print(f"rebuild failed: {exc}", file=sys.stderr, flush=True)
+
+
+def _reconcile(services: Any) -> None:
+    """GitHub does not redeliver webhooks: rebuild on a schedule through the same local queue."""
+    n = 0
+    while True:
+        time.sleep(services.settings.reconcile_seconds)
+        n += 1
+        services.queue.enqueue("scheduled reconcile", f"reconcile-{n}")
 
 
 def _folder_state(root: Path | None) -> tuple[tuple[str, int, int], ...]:

@@ -140,6 +140,11 @@ class Settings:
         "GHAPT_CACHE_SECONDS", 30, "How often a warm function checks the branch head (seconds)."
     )
 
+    reconcile_seconds: float = _env(
+        "GHAPT_RECONCILE_SECONDS",
+        3600.0,
+        "`ghapt serve` with the GitHub backend: how often to rebuild in case a webhook was missed.",
+    )
     poll_seconds: float = _env(
         "GHAPT_POLL_SECONDS", 2.0, "`ghapt serve`: how often the releases folder is checked for changes."
     )

@@ -23,7 +23,7 @@ from .settings import Settings
 
 logger = Logger(service="ghapt")
 metrics = Metrics(namespace="ghapt", service="ghapt")
-tracer = Tracer(service="ghapt")
+tracer = Tracer(service="ghapt", patch_modules=("requests", "botocore"))  # not all: cold starts
 
 _services: Services | None = None
 

@@ -29,6 +29,10 @@ It speaks GitHub's documented JSON shapes for the endpoints ghapt uses:
 ``POST /repos/{o}/{r}/git/trees``, ``GET …/trees/{sha}``   ``base_tree``, ``sha: null`` deletes,
                                                            ``recursive``, ``truncated``
 ``POST /repos/{o}/{r}/git/commits``, ``GET …/{sha}``       real commit objects
+``GET  /repos/{o}/{r}/contents/{path}?ref=``              files only; ``object``/``raw`` media
+                                                           types; ``download_url`` is a signed,
+                                                           expiring URL on the storage host
+                                                           (``/raw/...?token=``)
 ``POST /app/installations/{id}/access_tokens``             verifies the app JWT (RS256)
 ``GET  /rate_limit``                                       the counters
 =========================================================  ===================================
@@ -78,7 +82,8 @@ Typical use::
         ...
         assert gh.branch_head("acme/meta", "apt-metadata") is not None
 
-Not implemented (ghapt does not use them): uploads, the contents API, GraphQL, webhooks.
+Not implemented (ghapt does not use them): uploads, contents API writes and directories, GraphQL,
+webhooks.
 """
 
 from __future__ import annotations
@@ -803,7 +808,56 @@ class FakeGitHub:
             return _json_reply(200, self._asset_json(repo, asset))
         if sub.startswith("/git/"):
             return self._git_route(repo, method, sub[len("/git") :], query, headers, body)
+        if sub.startswith("/contents/") and method == "GET":
+            return self._contents(repo, unquote(sub[len("/contents/") :]), query, headers)
         raise _ApiError(404, "Not Found")
+
+    # --- contents API (files only): the object media type and a raw download_url --------------
+    def _contents(self, repo: FakeRepo, path: str, query: dict[str, str], headers: dict[str, str]) -> _Reply:
+        ref = query.get("ref") or repo.default_branch
+        files = self._flatten(repo, self._resolve_tree(repo, ref))
+        if path not in files:
+            raise _ApiError(404, "Not Found")
+        sha = files[path][1]
+        data = repo.objects[sha][1]
+        if "raw" in headers.get("accept", ""):
+            return _Reply(200, data, {"Content-Type": "application/vnd.github.raw"})
+        large = len(data) > 1024 * 1024
+        if large and "object" not in headers.get("accept", ""):
+            raise _ApiError(403, "This API returns blobs up to 1 MB in size. Use the object media type.")
+        expires = self.now() + self.url_ttl
+        token = hmac.new(self._secret, f"raw/{repo.id}/{ref}/{path}/{expires}".encode(), "sha256").hexdigest()
+        download = f"{self.storage_url}/raw/{repo.id}/{quote(ref)}/{quote(path)}?" + urlencode(
+            {"token": f"{expires}.{token}"}
+        )
+        return _json_reply(
+            200,
+            {
+                "type": "file",
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "sha": sha,
+                "size": len(data),
+                "encoding": "none" if large else "base64",
+                "content": "" if large else _b64_lines(data),
+                "download_url": download,
+            },
+        )
+
+    def _raw_request(self, path: str, query: dict[str, str]) -> _Reply:
+        m = re.fullmatch(r"/raw/(\d+)/([^/]+)/(.+)", path)
+        if not m:
+            return _Reply(404, b"404: Not Found")
+        repo_id, ref, file_path = int(m.group(1)), unquote(m.group(2)), unquote(m.group(3))
+        expires_text, _, token = query.get("token", "").partition(".")
+        expires = int(expires_text) if expires_text.isdigit() else 0
+        want = hmac.new(self._secret, f"raw/{repo_id}/{ref}/{file_path}/{expires}".encode(), "sha256")
+        if not hmac.compare_digest(token, want.hexdigest()) or expires < self.clock():
+            return _Reply(404, b"404: Not Found")
+        repo = self._repo_by_id(repo_id)
+        files = self._flatten(repo, self._resolve_tree(repo, ref))
+        data = repo.objects[files[file_path][1]][1]
+        return _Reply(200, data, {"Content-Type": "text/plain; charset=utf-8"})
 
     # --- releases -------------------------------------------------------------------------------
     def _list_releases(self, repo: FakeRepo, query: dict[str, str]) -> _Reply:
@@ -896,6 +950,8 @@ class FakeGitHub:
                 b"Authorization header should be specified</Message></Error>",
                 xml,
             )
+        if path.startswith("/raw/") and method == "GET":
+            return self._raw_request(path, query)
         m = re.fullmatch(r"/github-production-release-asset/(\d+)/(\d+)", path)
         if not m or method != "GET":
             return _Reply(404, b"<Error><Code>NotFound</Code></Error>", xml)

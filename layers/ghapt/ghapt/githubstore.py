@@ -101,6 +101,36 @@ class GitHubBranchStore:
             raise UpstreamError(f"{self.repo}: blob {sha} came back with different content")
         return data
 
+    def large_file_url(self, commit: str, path: str, base_url: str) -> str:
+        """A short-lived URL the client fetches a file too large for a Lambda response from.
+
+        The contents API, asked for the file at ``commit`` with the ``object`` media type (the
+        one that works for files of 1 to 100 MB; ``content`` is then empty), returns a
+        ``download_url`` on GitHub's raw host; for a private repository it carries a
+        short-lived ``?token=`` scoped to that file, so the client needs no credentials of
+        ours, and never sees our GitHub token. GitHub says such URLs expire and are meant to be
+        used once, so a fresh one is asked for on every request (large files are rare)."""
+        _check_path(path)
+        client = self.client
+        url = client.url(f"repos/{quote(self.repo, safe='/')}/contents/{quote(path)}")
+        resp = client._send(
+            "GET",
+            url,
+            params={"ref": commit},
+            headers={"Accept": "application/vnd.github.object+json"},
+            authorization=client._api_authorization,
+        )
+        if resp.status_code != 200:
+            raise client._error("GET", url, resp)
+        try:
+            body = resp.json()
+        except ValueError:
+            raise UpstreamError(f"{self.repo}: the contents API returned invalid JSON for {path}") from None
+        link = body.get("download_url") if isinstance(body, dict) else None
+        if not isinstance(link, str) or not link.startswith(("https://", "http://")):
+            raise UpstreamError(f"{self.repo}: GitHub gave no download URL for {path} at {commit[:12]}")
+        return link
+
     def commit_time(self, commit: str) -> int:
         date = self._commit(commit)["committer"]["date"]
         return int(datetime.fromisoformat(str(date).replace("Z", "+00:00")).timestamp())

@@ -7,16 +7,23 @@ on the base tree, make one commit, and move the branch only if it still points a
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import quote, unquote
 
-from .errors import GhaptError, StaleHead
+from .errors import BadRequest, Forbidden, GhaptError, StaleHead
 
 _ZERO = "0" * 40
+BLOB_PREFIX = "/_blobs/"
+BLOB_URL_LIFETIME = 300  # seconds, like GitHub's short-lived raw download tokens
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "ghapt",
     "GIT_AUTHOR_EMAIL": "ghapt@localhost",
@@ -34,9 +41,12 @@ class GitError(GhaptError):
 class LocalGitStore:
     """``MetadataStore`` over ``repo`` (a bare repository, created on first use)."""
 
-    def __init__(self, repo: Path, branch: str = "apt-metadata") -> None:
+    def __init__(
+        self, repo: Path, branch: str = "apt-metadata", *, links: BlobUrlSigner | None = None
+    ) -> None:
         self.repo = Path(repo)
         self.branch = branch
+        self.links = links
         self.ref = f"refs/heads/{branch}"
         if not (self.repo / "HEAD").exists():
             self.repo.mkdir(parents=True, exist_ok=True)
@@ -71,6 +81,13 @@ class LocalGitStore:
 
     def commit_message(self, commit: str) -> str:
         return self._git("show", "-s", "--format=%B", commit).decode()
+
+    def large_file_url(self, commit: str, path: str, base_url: str) -> str:
+        """A signed, expiring ``/_blobs/<commit>/<path>`` URL that the local gateway serves
+        without credentials (a file too large for a Lambda response is redirected there)."""
+        if self.links is None:
+            raise GitError("this store has no URL signing key: it cannot link to large files")
+        return self.links.url(base_url, commit, path)
 
     # --- writing ----------------------------------------------------------------------------
     def commit_files(self, base: str | None, changes: Mapping[str, bytes | None], message: str) -> str:
@@ -122,6 +139,43 @@ class LocalGitStore:
 
     def _git(self, *args: str, **kwargs: object) -> bytes:
         return self._run(*args, **kwargs).stdout  # type: ignore[arg-type]
+
+
+class BlobUrlSigner:
+    """Signs and checks ``/_blobs/<commit>/<path>?expires=..&sig=..`` URLs (HMAC-SHA256).
+
+    The message is domain-separated from the ``/_assets/`` URLs, so the same key can sign both."""
+
+    def __init__(self, key: bytes, clock: Callable[[], float] = time.time) -> None:
+        if len(key) < 32:
+            raise ValueError("blob URL key must be at least 32 bytes")
+        self.key = key
+        self.clock = clock
+
+    def _sig(self, commit: str, path: str, expires: int) -> str:
+        msg = f"ghapt-blob\n{commit}\n{path}\n{expires}".encode()
+        return hmac.new(self.key, msg, hashlib.sha256).hexdigest()
+
+    def url(self, base_url: str, commit: str, path: str) -> str:
+        expires = int(self.clock()) + BLOB_URL_LIFETIME
+        query = f"expires={expires}&sig={self._sig(commit, path, expires)}"
+        return f"{base_url.rstrip('/')}{BLOB_PREFIX}{commit}/{quote(path)}?{query}"
+
+    def check(self, raw_rel: str, query: Mapping[str, str]) -> tuple[str, str]:
+        """(commit, path) of a valid URL's ``<commit>/<path>`` part; Forbidden/BadRequest otherwise."""
+        commit, _, raw_path = raw_rel.partition("/")
+        path = unquote(raw_path)
+        if not _COMMIT_RE.match(commit) or not path:
+            raise BadRequest("blob URL must be /_blobs/<commit>/<path>")
+        try:
+            expires = int(query.get("expires", ""))
+        except ValueError:
+            raise Forbidden("blob URL has no valid expiry") from None
+        if not hmac.compare_digest(self._sig(commit, path, expires), query.get("sig", "")):
+            raise Forbidden("blob URL signature is invalid")
+        if expires < self.clock():
+            raise Forbidden("blob URL has expired")
+        return commit, path
 
 
 def _check_path(path: str) -> None:

@@ -49,9 +49,10 @@ class Services:
     @cached_property
     def store(self) -> MetadataStore:
         if self.settings.backend == "local":
-            from .gitstore import LocalGitStore
+            from .gitstore import BlobUrlSigner, LocalGitStore
 
-            return LocalGitStore(self._state_dir() / "metadata.git", self.settings.branch)
+            links = BlobUrlSigner(self.asset_urls.key)  # too-large files: signed /_blobs/ URLs
+            return LocalGitStore(self._state_dir() / "metadata.git", self.settings.branch, links=links)
         from .githubstore import GitHubBranchStore
 
         self.settings.require("metadata_repo")

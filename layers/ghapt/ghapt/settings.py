@@ -132,6 +132,20 @@ class Settings:
         "How long an authorizer decision is cached per Authorization header (at most 300 s, an OIDC "
         "token's life).",
     )
+    token_login: str = _env(
+        "GHAPT_TOKEN_LOGIN", "ghapt-token", "Basic login whose password is an exchanged token (POST /token)."
+    )
+    token_ttl_seconds: int = _env(
+        "GHAPT_TOKEN_TTL_SECONDS",
+        21600,
+        "Lifetime of an exchanged token (default 6 h, a GitHub-hosted job's limit; 60 s to 24 h).",
+    )
+    token_secret_arn: str = _env(
+        "GHAPT_TOKEN_SECRET_ARN",
+        "",
+        "Lambda: Secrets Manager secret holding the HMAC key of exchanged tokens (locally "
+        "STATE_DIR/token.key).",
+    )
     # --- AWS ------------------------------------------------------------------------------
     signer: str = _env("GHAPT_SIGNER", "local", "Signing backend: `local` (key in STATE_DIR) or `kms`.")
     kms_key_id: str = _env("GHAPT_KMS_KEY_ID", "", "KMS key (id, ARN or alias) that signs Release.")
@@ -199,6 +213,12 @@ class Settings:
                 "GHAPT_AUTH_CACHE_SECONDS must be between 0 and 300: a cached decision must not outlive "
                 "the OIDC token it was made for"
             )
+        if not 60 <= self.token_ttl_seconds <= 86400:
+            raise ConfigError("GHAPT_TOKEN_TTL_SECONDS must be between 60 and 86400 (24 h)")
+        if not self.token_login or any(c.isspace() or c == ":" for c in self.token_login):
+            raise ConfigError("GHAPT_TOKEN_LOGIN must be a non-empty login without whitespace or ':'")
+        if self.token_login == self.oidc_login:
+            raise ConfigError("GHAPT_TOKEN_LOGIN must differ from GHAPT_OIDC_LOGIN")
         if self.oidc_issuer and not self.oidc_audience:
             raise ConfigError(
                 "GHAPT_OIDC_AUDIENCE is required with GHAPT_OIDC_ISSUER: demand ghapt's own audience, "

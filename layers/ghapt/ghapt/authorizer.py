@@ -3,6 +3,8 @@
 ``Authenticator`` is pure logic shared by the Lambda REQUEST authorizer (``handle_event``) and
 the local server. apt only speaks Basic Auth (``auth.conf``), so a workflow passes its OIDC token
 as the password of a fixed login (``GHAPT_OIDC_LOGIN``); other clients may send it as Bearer.
+An OIDC token lives about 5 minutes, so a job exchanges it at ``POST /token`` for a longer-lived
+token (``ghapt.tokens``), sent as the password of ``GHAPT_TOKEN_LOGIN``.
 Reasons for a denial go to the logs; credentials never do.
 """
 
@@ -21,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import jwt
+
 from . import users as _users
 from .errors import GhaptError, Unauthorized
 from .oidc import OidcIdentity, OidcRules, OidcVerifier
@@ -28,37 +32,51 @@ from .oidc import OidcIdentity, OidcRules, OidcVerifier
 if TYPE_CHECKING:
     from .ports import Secrets
     from .settings import Settings
+    from .tokens import TokenService
 
 # A Basic header carrying an 8 KiB OIDC token is about 11 KiB; nothing legitimate is larger.
 MAX_HEADER_BYTES = 12 * 1024
 # One scheme word, exactly one space, one token68 (RFC 7235): no extra or surrounding spaces.
 _HEADER_RE = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) ([A-Za-z0-9._~+/-]+=*)")
 
-Kind = Literal["basic", "oidc"]
+Kind = Literal["basic", "oidc", "token"]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who got in: ``kind`` is how, ``name`` the user or the workflow's repository."""
+    """Who got in: ``kind`` is how, ``name`` the user or the workflow's repository.
+
+    ``oidc`` is the workflow's identity (OIDC tokens and exchanged tokens), ``run_id`` its run
+    when the token said, ``expires`` the exchanged token's expiry (epoch seconds)."""
 
     kind: Kind
     name: str
     oidc: OidcIdentity | None = field(default=None, compare=False)
+    run_id: str = field(default="", compare=False)
+    expires: int = field(default=0, compare=False)
 
     @property
     def principal_id(self) -> str:
         return f"{self.kind}:{self.name}"
 
     def context(self) -> dict[str, str]:
-        """Flat strings for the authorizer context (reaches the backend's logs)."""
+        """Flat strings for the authorizer context: they reach the backend's logs, and the token
+        exchange (``POST /token``) mints from them (``ghapt.tokens.CONTEXT_CLAIMS``)."""
         out = {"kind": self.kind, "name": self.name}
         if self.oidc is not None:
             out.update(
                 repository_id=self.oidc.repository_id,
+                owner=self.oidc.owner,
+                owner_id=self.oidc.owner_id,
                 ref=self.oidc.ref,
                 environment=self.oidc.environment,
                 actor=self.oidc.actor,
+                workflow_ref=self.oidc.workflow_ref,
+                subject=self.oidc.subject,
+                run_id=self.run_id,
             )
+        if self.expires:
+            out["expires"] = str(self.expires)
         return out
 
 
@@ -80,6 +98,7 @@ class Authenticator:
         oidc: OidcVerifier | None,
         oidc_login: str = "github-action",
         *,
+        tokens: TokenService | None = None,
         cache_seconds: float = 60.0,
         cache_size: int = 1024,
         clock: Callable[[], float] = time.monotonic,
@@ -87,6 +106,7 @@ class Authenticator:
         self.users = users
         self.oidc = oidc
         self.oidc_login = oidc_login
+        self.tokens = tokens
         self.cache_seconds = cache_seconds
         self.cache_size = cache_size
         self._clock = clock
@@ -126,10 +146,12 @@ class Authenticator:
             raise Unauthorized("Basic login contains whitespace or control characters")
         if login == self.oidc_login:
             return _Credential("oidc", login, password)
+        if self.tokens is not None and login == self.tokens.login:
+            return _Credential("token", login, password)
         return _Credential("basic", login, password)
 
     def method_of(self, header: str | None) -> str:
-        """``basic`` or ``oidc`` (by scheme when the rest is broken), else ``none``/``malformed``:
+        """``basic``, ``oidc`` or ``token`` (by scheme when the rest is broken), else ``none``/``malformed``:
         a metric and log dimension, cheap and never raising."""
         if not header:
             return "none"
@@ -147,7 +169,15 @@ class Authenticator:
             if self.oidc is None:
                 raise Unauthorized("OIDC is not enabled")
             identity = self.oidc.verify(cred.secret)
-            return Principal("oidc", identity.repository, identity)
+            return Principal("oidc", identity.repository, identity, _run_id(cred.secret))
+        if cred.method == "token":
+            if self.tokens is None:  # pragma: no cover - _parse only says "token" when enabled
+                raise Unauthorized("token exchange is not enabled")
+            claims = self.tokens.verify(cred.secret)
+            identity = OidcIdentity.from_claims(claims)
+            return Principal(
+                "token", identity.repository, identity, str(claims.get("run_id") or ""), int(claims["exp"])
+            )
         return self._basic(cred.login, cred.secret)
 
     def _basic(self, login: str, password: str) -> Principal:
@@ -183,6 +213,16 @@ class Authenticator:
             self._cache.move_to_end(key)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+
+
+def _run_id(verified_token: str) -> str:
+    """The ``run_id`` claim of a token ``OidcVerifier`` has just verified ('' when absent)."""
+    try:
+        claims = jwt.decode(verified_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return ""
+    value = claims.get("run_id")
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
 
 
 # --- the API Gateway REQUEST authorizer ---------------------------------------------------
@@ -286,7 +326,8 @@ def settings_authenticator(settings: Settings, secrets: Secrets | None = None) -
 
     Users come from the Secrets Manager secret when ``GHAPT_USERS_SECRET_ARN`` is set (read
     through ``secrets`` when given, else Powertools), otherwise from the local users file.
-    OIDC is on when ``GHAPT_OIDC_ISSUER`` is set."""
+    OIDC is on when ``GHAPT_OIDC_ISSUER`` is set; exchanged tokens are accepted with it when a
+    token key is configured (``GHAPT_TOKEN_SECRET_ARN`` or the state dir)."""
     users: _users.UserStore | None = None
     if settings.users_secret_arn:
         fetch = secrets.get if secrets is not None else None
@@ -294,7 +335,12 @@ def settings_authenticator(settings: Settings, secrets: Secrets | None = None) -
     elif settings.users_path is not None:
         users = _users.FileUsers(settings.users_path)
     oidc = None
+    tokens = None
     if settings.oidc_issuer:
+        from .tokens import settings_tokens
+
         settings.require("oidc_audience")
-        oidc = OidcVerifier(settings.oidc_issuer, settings.oidc_audience, OidcRules.from_settings(settings))
-    return Authenticator(users, oidc, settings.oidc_login)
+        rules = OidcRules.from_settings(settings)
+        oidc = OidcVerifier(settings.oidc_issuer, settings.oidc_audience, rules)
+        tokens = settings_tokens(settings, secrets.get if secrets is not None else None, rules)
+    return Authenticator(users, oidc, settings.oidc_login, tokens=tokens)

@@ -188,3 +188,36 @@ def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from .indexing import run_indexer_event
 
     return run_indexer_event(event, context, services().indexer, logger=logger, metrics=metrics)
+
+
+# --- token exchange ----------------------------------------------------------------------------
+token_app = _router()
+
+
+@token_app.post("/token")
+def _token() -> Response:
+    """An OIDC principal's exchanged token (``ghapt.tokens``); the authorizer said who it is."""
+    import json
+
+    from .errors import NotFound
+
+    event = token_app.current_event
+    tokens = services().tokens
+    if tokens is None:
+        raise NotFound("token exchange is not enabled: it needs GHAPT_OIDC_ISSUER and a token key")
+    context = (event.raw_event.get("requestContext") or {}).get("authorizer")
+    exchanged = tokens.exchange(context)
+    logger.info(
+        f"token exchanged for {context.get('name') if context else ''}",
+        extra={"principal": (context or {}).get("name"), "run_id": (context or {}).get("run_id")},
+    )
+    metrics.add_metric("TokensExchanged", MetricUnit.Count, 1)
+    body = json.dumps(exchanged.as_json())
+    return Response(200, "application/json", body, headers={"Cache-Control": "no-store"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def token_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return token_app.resolve(event, context)

@@ -60,6 +60,7 @@ ROUTES = (
     Route("/webhook", frozenset({"POST"}), "webhook_handler", auth=False),
     Route("/dists/", frozenset({"GET", "HEAD"}), "metadata_handler", auth=True),
     Route("/pool/", frozenset({"GET", "HEAD"}), "pool_handler", auth=True),
+    Route("/token", frozenset({"POST"}), "token_handler", auth=True),
 )
 
 

@@ -19,6 +19,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .authorizer import Authenticator
     from .rebuild import Indexer
+    from .tokens import TokenService
 
 
 class Services:
@@ -122,6 +123,13 @@ class Services:
         from .authorizer import settings_authenticator
 
         return settings_authenticator(self.settings, self.secrets)
+
+    @cached_property
+    def tokens(self) -> TokenService | None:
+        """Token exchange (``POST /token``); None when OIDC or a token key is not configured."""
+        from .tokens import settings_tokens
+
+        return settings_tokens(self.settings)
 
     @cached_property
     def webhook_secret(self) -> bytes:

@@ -49,6 +49,7 @@ FUNCTIONS = {
     "PublicKeyFunction": ("publickey", "publickey_handler"),
     "WebhookFunction": ("webhook", "webhook_handler"),
     "IndexerFunction": ("indexer", "indexer_handler"),
+    "TokenFunction": ("token", "token_handler"),
 }
 # Environment names that are not ghapt settings but are allowed (Powertools).
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
@@ -281,6 +282,7 @@ NEEDS = {
     "PublicKeyFunction": ("kms_key_id",),
     "WebhookFunction": ("webhook_secret_arn", "queue_url"),
     "IndexerFunction": ("metadata_repo", "branch", "github_secret_arn", "github_repos", "kms_key_id"),
+    "TokenFunction": ("oidc_issuer", "oidc_audience", "token_secret_arn"),
 }
 # Which resource each resource-valued setting must point at.
 POINTS_AT = {
@@ -289,6 +291,7 @@ POINTS_AT = {
     "GHAPT_WEBHOOK_SECRET_ARN": "ref:WebhookSecret",
     "GHAPT_QUEUE_URL": "ref:RebuildQueue",
     "GHAPT_KMS_KEY_ID": "getatt:SigningKey.Arn",
+    "GHAPT_TOKEN_SECRET_ARN": "ref:TokenSecret",
 }
 
 
@@ -327,7 +330,13 @@ def test_functions_runtime_architecture_layer_and_sizes(cfn: dict[str, Any]) -> 
         assert props["TracingConfig"] == {"Mode": "Active"}, name
         assert props["Handler"] == "app.lambda_handler", name
         sizes[name] = (props["MemorySize"], props["Timeout"])
-    for name in ("AuthorizerFunction", "MetadataFunction", "PoolFunction", "PublicKeyFunction"):
+    for name in (
+        "AuthorizerFunction",
+        "MetadataFunction",
+        "PoolFunction",
+        "PublicKeyFunction",
+        "TokenFunction",
+    ):
         memory, timeout = sizes[name]
         assert 128 <= memory <= 512 and timeout < API_TIMEOUT, name
     assert sizes["AuthorizerFunction"][1] <= 10
@@ -380,6 +389,7 @@ EXPECTED_ROUTES = {
     ("/pool/{proxy+}", "head"): "PoolFunction",
     ("/public.key", "get"): "PublicKeyFunction",
     ("/webhook", "post"): "WebhookFunction",
+    ("/token", "post"): "TokenFunction",
 }
 PUBLIC_ROUTES = {("/public.key", "get"), ("/webhook", "post")}
 
@@ -506,6 +516,9 @@ def test_secrets_start_usable(cfn: dict[str, Any]) -> None:
     github = json.loads(cfn["Resources"]["GitHubSecret"]["Properties"]["SecretString"])
     assert isinstance(github, dict) and set(github) <= {"token", "app_id", "installation_id", "private_key"}
     assert not any(github.values()), "no credential may live in the template"
+    token = cfn["Resources"]["TokenSecret"]["Properties"]
+    assert "SecretString" not in token
+    assert token["GenerateSecretString"]["PasswordLength"] >= 32  # ghapt.tokens.MIN_KEY_BYTES
 
 
 def test_oidc_parameters_have_no_insecure_defaults(sam: dict[str, Any]) -> None:
@@ -526,9 +539,10 @@ def test_oidc_parameters_have_no_insecure_defaults(sam: dict[str, Any]) -> None:
 
 
 # --- least privilege --------------------------------------------------------------------------
-SECRETS = {"UsersSecret", "GitHubSecret", "WebhookSecret"}
+SECRETS = {"UsersSecret", "GitHubSecret", "WebhookSecret", "TokenSecret"}
 SECRET_READERS = {
-    "AuthorizerFunction": {"UsersSecret"},
+    "AuthorizerFunction": {"UsersSecret", "TokenSecret"},
+    "TokenFunction": {"TokenSecret"},
     "MetadataFunction": {"GitHubSecret"},
     "PoolFunction": {"GitHubSecret"},
     "PublicKeyFunction": set(),
@@ -572,7 +586,13 @@ def test_only_the_indexer_may_sign(cfn: dict[str, Any]) -> None:
         kms_actions[function] = actions
     assert kms_actions["IndexerFunction"] == {"kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"}
     assert kms_actions["PublicKeyFunction"] == {"kms:GetPublicKey", "kms:DescribeKey"}
-    for function in ("AuthorizerFunction", "MetadataFunction", "PoolFunction", "WebhookFunction"):
+    for function in (
+        "AuthorizerFunction",
+        "MetadataFunction",
+        "PoolFunction",
+        "WebhookFunction",
+        "TokenFunction",
+    ):
         assert kms_actions[function] == set(), function
 
 
@@ -589,7 +609,13 @@ def test_queue_permissions_are_send_for_the_webhook_and_consume_for_the_indexer(
     assert sqs["WebhookFunction"] and all(a.startswith("sqs:SendMessage") for a in sqs["WebhookFunction"])
     assert "sqs:ReceiveMessage" in sqs["IndexerFunction"] and "sqs:DeleteMessage" in sqs["IndexerFunction"]
     assert not any(a.startswith("sqs:SendMessage") for a in sqs["IndexerFunction"])
-    for function in ("AuthorizerFunction", "MetadataFunction", "PoolFunction", "PublicKeyFunction"):
+    for function in (
+        "AuthorizerFunction",
+        "MetadataFunction",
+        "PoolFunction",
+        "PublicKeyFunction",
+        "TokenFunction",
+    ):
         assert sqs[function] == set(), function
 
 
@@ -627,3 +653,30 @@ def test_outputs_name_the_urls_queue_key_and_secrets(sam: dict[str, Any], cfn: d
     # ${Api} in the URLs is the REST API the routes live on.
     api_id, _ = _one(cfn, "AWS::ApiGateway::RestApi")
     assert api_id == "Api"
+
+
+# --- token exchange ---------------------------------------------------------------------------
+def test_token_function_and_authorizer_agree_on_what_a_token_is_bound_to(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    params = _parameters(sam, OidcOwnerIds="1234567", TokenTtlSeconds="3600")
+    token_env = {k: _resolve(v, params) for k, v in _env(cfn, "TokenFunction").items()}
+    auth_env = {k: _resolve(v, params) for k, v in _env(cfn, "AuthorizerFunction").items()}
+    minting, verifying = Settings.from_env(token_env), Settings.from_env(auth_env)
+    # The MAC binds issuer and audience, the key is one secret, the login one name.
+    for name in ("oidc_issuer", "oidc_audience", "token_secret_arn", "token_login", "oidc_login"):
+        assert getattr(minting, name) == getattr(verifying, name), name
+    assert minting.token_ttl_seconds == 3600
+    parameter = sam["Parameters"]["TokenTtlSeconds"]
+    assert parameter["Default"] == 6 * 3600 and parameter["MaxValue"] <= 24 * 3600
+    # The token function needs no users, GitHub, KMS or queue.
+    assert not {"GHAPT_USERS_SECRET_ARN", "GHAPT_GITHUB_SECRET_ARN", "GHAPT_KMS_KEY_ID"} & set(token_env)
+
+
+def test_token_route_is_behind_the_authorizer_and_has_an_output(cfn: dict[str, Any]) -> None:
+    body = _api_body(cfn)
+    (authorizer,) = _authorizers(body)
+    operation = body["paths"]["/token"]["post"]
+    assert (operation.get("security") or body.get("security")) == [{authorizer: []}]
+    base = cfn["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
+    assert cfn["Outputs"]["TokenUrl"]["Value"]["Fn::Sub"] == base + "token"

@@ -30,9 +30,13 @@ def run_indexer_event(
         if not outcome:
             outcome.append(_rebuild(indexer, record.body, logger, metrics))
 
+    processor = SqsFifoPartialProcessor()
+    # Report a failed rebuild per record (batchItemFailures) even when it fails every record,
+    # instead of Powertools' default of raising, which would count as a function error.
+    processor.raise_on_entire_batch_failure = False
     return dict(
         process_partial_response(
-            event=event, record_handler=record_handler, processor=SqsFifoPartialProcessor(), context=context
+            event=event, record_handler=record_handler, processor=processor, context=context
         )
     )
 

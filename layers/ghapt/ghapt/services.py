@@ -106,6 +106,7 @@ class Services:
             self.settings.github_secret_arn
             or self.settings.users_secret_arn
             or self.settings.webhook_secret_arn
+            or self.settings.token_secret_arn
         ):
             return AwsSecrets()
         return EnvSecrets(self.environ, {})

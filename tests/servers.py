@@ -28,10 +28,20 @@ def serve(services: Services, **kwargs: object) -> Iterator[RunningServer]:
     app = ApiGateway(services, access_log=log, **kwargs)  # type: ignore[arg-type]
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
     port = server.effective_port  # type: ignore[union-attr]
-    thread = threading.Thread(target=server.run, daemon=True)
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:
+            if not closing.is_set():  # closing the sockets under the loop ends it this way
+                raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield RunningServer(f"http://127.0.0.1:{port}", app, log)
     finally:
+        closing.set()
         server.close()
         thread.join(timeout=5)

@@ -53,6 +53,8 @@ def _router() -> APIGatewayRestResolver:
     def _typed(exc: GhaptError) -> Response:
         if exc.status >= 500:
             logger.error("request failed", extra={"error": type(exc).__name__, "reason": str(exc)})
+        else:
+            logger.info("request refused", extra={"status": exc.status, "reason": str(exc)})
         headers = {}
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:

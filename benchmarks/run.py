@@ -1,7 +1,7 @@
 """Run the benchmarks and print Markdown the README can paste: ``python -m benchmarks.run``.
 
-    python -m benchmarks.run                   # everything (make bench), ~5 minutes on 2 cores
-    python -m benchmarks.run --quick           # small inputs, under a minute
+    python -m benchmarks.run                   # everything (make bench), about 70 s on 2 cores
+    python -m benchmarks.run --quick           # small inputs, about 15 s
     python -m benchmarks.run --only index      # one benchmark: index, memory, github, serving
 
 The results are also written to ``benchmarks/RESULTS.md`` (overwritten each run; ``--output``

@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import lzma
 import re
+import threading
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, cast
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -250,6 +252,24 @@ class _Source(Protocol):
         ...
 
 
+_PARALLEL_HASH_MIN = 256 * 1024
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ghapt-hash")
+        return _POOL
+
+
+def _update_both(a: Any, b: Any, data: bytes) -> None:
+    a.update(data)
+    b.update(data)
+
+
 class _StreamSource:
     """Reads a stream forward, hashing every byte, so the digests cover the whole file."""
 
@@ -260,6 +280,7 @@ class _StreamSource:
         self._sha1 = hashlib.sha1(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
         self._sha512 = hashlib.sha512()
+        self._pending: Future[None] | None = None
 
     def read(self, n: int) -> bytes:
         parts: list[bytes] = []
@@ -271,10 +292,24 @@ class _StreamSource:
             parts.append(piece)
             want -= len(piece)
         data = parts[0] if len(parts) == 1 else b"".join(parts)
-        for h in (self._md5, self._sha1, self._sha256, self._sha512):
-            h.update(data)
+        self._digest(data)
         self.pos += len(data)
         return data
+
+    def _digest(self, data: bytes) -> None:
+        """Feed the four digests; big chunks are split over two threads (hashlib frees the GIL).
+
+        At most one chunk is in flight, so memory stays at two chunks and order is kept."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        if len(data) < _PARALLEL_HASH_MIN:
+            for h in (self._md5, self._sha1, self._sha256, self._sha512):
+                h.update(data)
+            return
+        self._pending = _hash_pool().submit(_update_both, self._sha256, self._sha512, data)
+        self._md5.update(data)
+        self._sha1.update(data)
 
     def skip(self, n: int) -> int:
         done = 0
@@ -292,6 +327,9 @@ class _StreamSource:
         return None
 
     def hashes(self) -> Hashes:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
         return Hashes(
             sha256=self._sha256.hexdigest(),
             md5=self._md5.hexdigest(),

@@ -95,14 +95,27 @@ class LocalGitStore:
             env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
             if base:
                 self._git("read-tree", base, env=env)
-            lines = []
-            for path, data in sorted(changes.items()):
+            for path in changes:
                 _check_path(path)
-                if data is None:
-                    lines.append(f"0 {_ZERO}\t{path}")
-                else:
-                    sha = self._git("hash-object", "-w", "--stdin", input=data).decode().strip()
-                    lines.append(f"100644 {sha}\t{path}")
+            written = sorted(p for p, d in changes.items() if d is not None)
+            # One git process writes every blob (from temp files), not one process per file.
+            staged = []
+            for i, path in enumerate(written):
+                staged.append(os.path.join(tmp, f"blob-{i}"))
+                with open(staged[-1], "wb") as fh:
+                    fh.write(changes[path] or b"")
+            shas = (
+                self._git("hash-object", "-w", "--stdin-paths", input="\n".join(staged).encode() + b"\n")
+                .decode()
+                .split()
+                if staged
+                else []
+            )
+            blob_of = dict(zip(written, shas, strict=True))
+            lines = [
+                f"100644 {blob_of[path]}\t{path}" if path in blob_of else f"0 {_ZERO}\t{path}"
+                for path in sorted(changes)
+            ]
             if lines:
                 self._git(
                     "update-index", "-z", "--index-info", input="\0".join(lines).encode() + b"\0", env=env

@@ -102,9 +102,12 @@ def _pva(deb: DebInfo) -> tuple[str, str, str]:
 # --- stanzas -------------------------------------------------------------------------------
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _ascii_lower(text: str) -> str:
     """Perl's lc on bytes: only ASCII letters change."""
-    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+    return text.translate(_ASCII_LOWER)
 
 
 def field_name(name: str) -> str:

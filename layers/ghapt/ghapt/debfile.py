@@ -252,7 +252,7 @@ class _Source(Protocol):
         ...
 
 
-_PARALLEL_HASH_MIN = 256 * 1024
+_PARALLEL_HASH_MIN = 64 * 1024
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 

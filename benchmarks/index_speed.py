@@ -42,7 +42,7 @@ TOOLS: list[tuple[str, str]] = [
     (
         "ghapt index",
         "`read_deb_path` + `select_entries` + `render_stanza` — MD5, SHA1, SHA256, SHA512 in "
-        "one pass (lists the first three, like dpkg); one thread",
+        "one pass (lists the first three, like dpkg); one reader, the digests split over two threads",
     ),
     (
         "ghapt Indexer (local backend)",

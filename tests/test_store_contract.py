@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 from ghapt.errors import StaleHead
+from ghapt.github import GitHubClient, TokenAuth
+from ghapt.githubstore import GitHubBranchStore
 from ghapt.gitstore import LocalGitStore
 from ghapt.ports import MetadataStore
 from ghapt.rebuild import git_blob_id
+
+from .fakegithub import FakeGitHub
 
 StoreFactory = Callable[[], MetadataStore]
 
@@ -20,13 +24,10 @@ def _local(tmp_path: Path) -> Iterator[StoreFactory]:
 
 
 def _github(tmp_path: Path) -> Iterator[StoreFactory]:
-    fakegithub = pytest.importorskip("tests.fakegithub")
-    githubstore = pytest.importorskip("ghapt.githubstore")
-    github = pytest.importorskip("ghapt.github")
-    with fakegithub.FakeGitHub() as fake:
+    with FakeGitHub() as fake:
         fake.add_repo("acme/apt-meta")
-        client = github.GitHubClient(fake.api_url, github.TokenAuth(fake.token))
-        yield lambda: githubstore.GitHubBranchStore(client, "acme/apt-meta", "apt-metadata")
+        client = GitHubClient(fake.api_url, TokenAuth(fake.token))
+        yield lambda: GitHubBranchStore(client, "acme/apt-meta", "apt-metadata")
 
 
 @pytest.fixture(params=["local", "github"])

@@ -12,7 +12,7 @@ SYSTEM_TOOLS := apt-get apt-ftparchive dpkg-deb dpkg-scanpackages gpg gpgv sqv g
 SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv sqv git xz-utils zstd
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run test lint typecheck pytest cfn-lint bench clean
+.PHONY: help setup system-deps run test lint typecheck pytest cfn-lint sam-build bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ pytest: setup ## The test suite only
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 test: lint typecheck cfn-lint pytest ## Set everything up, then lint, type check and run the whole test suite
+
+sam-build: ## sam build (needs the AWS SAM CLI and python3.12 on PATH, or add --use-container)
+	sam build
 
 bench: setup ## Benchmarks: ghapt beside apt-ftparchive and dpkg-scanpackages, GitHub call counts
 	$(BIN)/python -m benchmarks.run

@@ -144,7 +144,35 @@ def dump_users(users: Mapping[str, str]) -> str:
     return json.dumps({"users": dict(sorted(users.items()))}, indent=2) + "\n"
 
 
-class UserFile:
+class EditableUsers:
+    """What ``ghapt users`` edits: a users document with ``load``/``save`` (a file, a secret)."""
+
+    def load(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def save(self, users: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def add(self, name: str, password: str) -> None:
+        """Create ``name`` or set a new password for it; only the hash is stored."""
+        validate_name(name)
+        users = self.load()
+        users[name] = hash_password(password)
+        self.save(users)
+
+    def remove(self, name: str) -> bool:
+        """Delete ``name``; False when there was no such user."""
+        users = self.load()
+        if users.pop(name, None) is None:
+            return False
+        self.save(users)
+        return True
+
+    def names(self) -> list[str]:
+        return sorted(self.load())
+
+
+class UserFile(EditableUsers):
     """The local users file, edited by ``ghapt users``. Written atomically with mode 0600."""
 
     def __init__(self, path: Path | str) -> None:
@@ -177,24 +205,6 @@ class UserFile:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-
-    def add(self, name: str, password: str) -> None:
-        """Create ``name`` or set a new password for it."""
-        validate_name(name)
-        users = self.load()
-        users[name] = hash_password(password)
-        self.save(users)
-
-    def remove(self, name: str) -> bool:
-        """Delete ``name``; False when there was no such user."""
-        users = self.load()
-        if users.pop(name, None) is None:
-            return False
-        self.save(users)
-        return True
-
-    def names(self) -> list[str]:
-        return sorted(self.load())
 
 
 @runtime_checkable

@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 from .errors import ConfigError
-from .users import dump_users, hash_password, parse_users, validate_name
+from .users import EditableUsers, dump_users, parse_users
 
 
-class SecretUsers:
+class SecretUsers(EditableUsers):
     """The users document in a Secrets Manager secret."""
 
     def __init__(self, secret_arn: str, client: Any = None) -> None:
@@ -68,19 +68,3 @@ class SecretUsers:
                 f"GHAPT_USERS_SECRET_ARN: cannot write {self.secret_arn}: {exc} "
                 "(needs secretsmanager:PutSecretValue)"
             ) from None
-
-    def add(self, name: str, password: str) -> None:
-        validate_name(name)
-        users = self.load()
-        users[name] = hash_password(password)
-        self.save(users)
-
-    def remove(self, name: str) -> bool:
-        users = self.load()
-        if users.pop(name, None) is None:
-            return False
-        self.save(users)
-        return True
-
-    def names(self) -> list[str]:
-        return sorted(self.load())

@@ -30,7 +30,6 @@ from ghapt.errors import ConfigError, Unauthorized
 from ghapt.oidc import OidcRules, OidcVerifier
 from ghapt.settings import Settings
 from ghapt.users import FileUsers, SecretUsers, UserFile
-from moto import mock_aws
 
 from tests.oidcissuer import OWNER_ID, REPOSITORY, OidcIssuer
 
@@ -556,20 +555,8 @@ class TestAuthorizationHeader:
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name, value in {
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    from aws_lambda_powertools.utilities import parameters
-
-    with mock_aws():
-        parameters.clear_caches()
-        yield boto3.client("secretsmanager")
-        parameters.clear_caches()
+def aws(moto_aws):
+    return boto3.client("secretsmanager")
 
 
 class TestSettingsAuthenticator:

@@ -19,7 +19,6 @@ from ghapt.cli import main
 from ghapt.services import Services
 from ghapt.settings import Settings
 from ghapt.users import UserFile, verify_password
-from moto import mock_aws
 
 from .aptclient import AptClient
 from .debbuild import build_deb
@@ -80,16 +79,8 @@ def test_keys_without_a_key_names_both_settings() -> None:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_SESSION_TOKEN", "testing"),
-        ("AWS_DEFAULT_REGION", REGION),
-    ):
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield
+def aws(moto_aws: None) -> None:
+    assert REGION == "eu-west-1"  # moto_aws's region
 
 
 def test_keys_shows_a_kms_key(aws: None, capsys: pytest.CaptureFixture[str]) -> None:

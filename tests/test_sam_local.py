@@ -16,7 +16,6 @@ from ghapt.localserver import LambdaContext
 from ghapt.services import Services
 from ghapt.settings import Settings
 from ghapt.users import UserFile
-from moto import mock_aws
 from samtranslator.yaml_helper import yaml_parse
 
 from .debbuild import build_deb
@@ -91,16 +90,8 @@ def test_there_is_an_event_for_every_route_and_trigger() -> None:
 
 # --- the events against the real handlers ---------------------------------------------------------
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_SESSION_TOKEN", "testing"),
-        ("AWS_DEFAULT_REGION", REGION),
-    ):
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield
+def aws(moto_aws: None) -> None:
+    assert REGION == "eu-west-1"  # moto_aws's region
 
 
 @pytest.fixture

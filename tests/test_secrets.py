@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -19,7 +18,6 @@ from ghapt.github import AppAuth, TokenAuth
 from ghapt.ports import Secrets
 from ghapt.secrets import AwsSecrets, EnvSecrets, github_auth_from_settings
 from ghapt.settings import Settings
-from moto import mock_aws
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +29,8 @@ def pem() -> str:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name="eu-west-1")
+def aws(moto_aws: None) -> object:
+    return boto3.client("secretsmanager", region_name="eu-west-1")
 
 
 # --- EnvSecrets -------------------------------------------------------------------------------

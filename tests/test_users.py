@@ -21,7 +21,6 @@ from ghapt.users import (
     hash_password,
     verify_password,
 )
-from moto import mock_aws
 
 
 class TestHashing:
@@ -184,20 +183,8 @@ SECRET_NAME = "ghapt/users"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for name, value in {
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    from aws_lambda_powertools.utilities import parameters
-
-    with mock_aws():
-        parameters.clear_caches()
-        yield boto3.client("secretsmanager")
-        parameters.clear_caches()
+def aws(moto_aws):
+    return boto3.client("secretsmanager")
 
 
 class TestSecretUsers:

@@ -109,9 +109,8 @@ def run_server(services: Any, banner: str | None, ready: Callable[[], None] | No
 
     def rebuild() -> None:
         with lock:
-            result = services.indexer.rebuild()
+            result = services.rebuild_now()
             if result.changed:
-                services.branch_cache.invalidate()
                 print(f"rebuilt: {result.summary().splitlines()[0]} ({result.commit})", flush=True)
 
     rebuild()

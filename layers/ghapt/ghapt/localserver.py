@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -91,7 +90,6 @@ class ApiGateway:
         stage: str = "local",
         auth_ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_request: Callable[[], None] | None = None,
         access_log: list[tuple[str, str, int]] | None = None,
     ) -> None:
         handlers.configure(services)
@@ -99,15 +97,12 @@ class ApiGateway:
         self.stage = stage
         self.auth_ttl = services.settings.auth_cache_seconds if auth_ttl is None else auth_ttl
         self.clock = clock
-        self.on_request = on_request
         self.access_log = access_log
         self._policies: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     # --- WSGI ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if self.on_request:
-            self.on_request()
         method = environ["REQUEST_METHOD"].upper()
         raw_uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
         if self.access_log is not None:
@@ -238,6 +233,9 @@ class ApiGateway:
                 log.error("authorizer failed: %s", type(exc).__name__)
                 return (500, "authorizer configuration error\n", {}), {}
             with self._lock:
+                # Drop expired decisions so a long-running server does not keep every token seen.
+                for key in [k for k, (t, _) in self._policies.items() if now - t >= self.auth_ttl]:
+                    del self._policies[key]
                 self._policies[cache_key] = (now, policy)
         if not _allows(policy, method_arn):
             return (403, "User is not authorized to access this resource with an explicit deny\n", {}), {}
@@ -377,13 +375,3 @@ def _text(
         ],
     )
     return [data]
-
-
-def dump_event(event: dict[str, Any]) -> str:
-    """For debugging: the event as JSON, with the Authorization header masked."""
-    masked = json.loads(json.dumps(event))
-    for key in ("headers", "multiValueHeaders"):
-        for name in list(masked.get(key) or {}):
-            if name.lower() == "authorization":
-                masked[key][name] = "***"
-    return json.dumps(masked, indent=1)

@@ -240,6 +240,9 @@ class Indexer:
                     results[asset.key] = outcome
                     if progress:
                         progress("read", {"asset": asset.name, "bytes": asset.size})
+        # Keep only what the source still publishes: a warm process must not grow without bound.
+        current = {(a.key, a.fingerprint) for a in assets}
+        self._read_cache = {k: v for k, v in self._read_cache.items() if k in current}
         debs = [(a, r) for a in assets if isinstance(r := results[a.key], DebInfo)]
         bad = [(a, r) for a in assets if isinstance(r := results[a.key], BadDebError)]
         return debs, bad, len(to_read), reused

@@ -18,7 +18,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .authorizer import Authenticator
-    from .rebuild import Indexer
+    from .rebuild import Indexer, RebuildResult
     from .tokens import TokenService
 
 
@@ -151,12 +151,14 @@ class Services:
 
             return SqsQueue(self.settings.queue_url, boto3.client("sqs"))
 
-        def rebuild() -> None:
-            result = self.indexer.rebuild()
-            if result.changed:
-                self.branch_cache.invalidate()
+        return LocalQueue(self.rebuild_now)
 
-        return LocalQueue(rebuild)
+    def rebuild_now(self) -> RebuildResult:
+        """Rebuild in this process, and make this process's own readers see the new head at once."""
+        result = self.indexer.rebuild()
+        if result.changed:
+            self.branch_cache.invalidate()
+        return result
 
     # --- serving and indexing ---------------------------------------------------------------
     @cached_property

@@ -60,10 +60,8 @@ class BranchCache:
         self._checked = float("-inf")
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._blob_bytes = 0
-        self._parsed: dict[tuple[str, str], Any] = {}
+        self._parsed: tuple[tuple[str, str], Any] | None = None
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -88,13 +86,11 @@ class BranchCache:
             data = self._blobs.get(blob)
             if data is not None:
                 self._blobs.move_to_end(blob)
-                self.hits += 1
                 return data
         data = self.store.read_file(snap.commit, path)
         if data is None:
             raise NotFound(path)
         with self._lock:
-            self.misses += 1
             if len(data) <= BLOB_CACHE_BYTES // 4:
                 self._blobs[blob] = data
                 self._blob_bytes += len(data)
@@ -105,12 +101,14 @@ class BranchCache:
 
     def json(self, snap: Snapshot, path: str) -> Any:
         """A JSON state file of the snapshot, parsed once per content."""
-        key = (snap.files.get(path, ""), path)
-        if key not in self._parsed:
-            if path not in snap.files:
-                raise NotFound(f"{path} is missing from the metadata branch")
-            self._parsed = {key: json.loads(self.read(snap, path))}
-        return self._parsed[key]
+        if path not in snap.files:
+            raise NotFound(f"{path} is missing from the metadata branch")
+        key = (snap.files[path], path)
+        parsed = self._parsed  # one read: another thread may replace it meanwhile
+        if parsed is None or parsed[0] != key:
+            parsed = (key, json.loads(self.read(snap, path)))
+            self._parsed = parsed
+        return parsed[1]
 
 
 def clean_path(raw_path: str, decoded: str | None = None) -> str:

@@ -28,7 +28,7 @@ system-deps: ## Install the Debian tools the tests and benchmarks use (apt-utils
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,serve]'
 	touch $(STAMP)
 
 setup: system-deps $(STAMP) ## Create .venv and install ghapt with its dev tools

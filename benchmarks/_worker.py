@@ -24,14 +24,15 @@ from pathlib import Path
 def cmd_import(*modules: str) -> None:
     import importlib
 
-    for module in modules or ("ghapt.debfile",):
+    for module in modules or ("ghapt.deb.reader",):
         importlib.import_module(module)
 
 
 def cmd_index(pool: str) -> None:
-    from ghapt.debfile import read_deb_path
-    from ghapt.index import pool_path, render_stanza, select_entries
-    from ghapt.model import Asset, IndexedAsset
+    from ghapt.core.model import Asset, IndexedAsset
+    from ghapt.deb.control import render_stanza
+    from ghapt.deb.dists import pool_path, select_entries
+    from ghapt.deb.reader import read_deb_path
 
     entries = []
     for path in sorted(Path(pool).rglob("*.deb")):
@@ -56,8 +57,8 @@ def cmd_index(pool: str) -> None:
 
 
 def cmd_indexer(releases: str, state: str) -> None:
-    from ghapt.services import Services
-    from ghapt.settings import Settings
+    from ghapt.bootstrap import Services
+    from ghapt.core.settings import Settings
 
     settings = Settings.from_env({}, releases_dir=releases, state_dir=state, architectures="amd64 arm64")
     result = Services(settings, {}).indexer.rebuild()
@@ -72,7 +73,7 @@ def cmd_indexer(releases: str, state: str) -> None:
 
 
 def cmd_read(deb: str) -> None:
-    from ghapt.debfile import read_deb_path
+    from ghapt.deb.reader import read_deb_path
 
     info = read_deb_path(Path(deb))
     print(json.dumps({"package": info.package, "size": info.size, "sha256": info.hashes.sha256}))

@@ -77,8 +77,8 @@ def classify(log: list[Any], storage_bytes: int) -> Counts:
 
 def github_services(fake: Any, state: Path, **settings: Any) -> Any:
     """A fresh ``Services`` on the GitHub backend (a cold Lambda: no caches, no ETags)."""
-    from ghapt.services import Services
-    from ghapt.settings import Settings
+    from ghapt.bootstrap import Services
+    from ghapt.core.settings import Settings
 
     values: dict[str, Any] = {
         "backend": "github",
@@ -112,7 +112,7 @@ def run(n: int = 200, *, workdir: Path | None = None, log=print) -> Section:
 
 
 def _run(n: int, tmp: Path, log) -> Section:
-    from ghapt.signing import load_or_create_local_key
+    from ghapt.signing.localkey import load_or_create_local_key
 
     from tests.fakegithub import FakeGitHub
 

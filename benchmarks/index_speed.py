@@ -49,7 +49,7 @@ TOOLS: list[tuple[str, str]] = [
         "`Indexer.rebuild()` — the above with 4 reader threads, plus Packages.gz/.xz for "
         "amd64+arm64, by-hash, Release, InRelease/Release.gpg (RSA 3072), one git commit",
     ),
-    ("python + ghapt imports", "baseline: start Python, import ghapt.debfile/index/model, exit"),
+    ("python + ghapt imports", "baseline: start Python, import ghapt.deb.reader/index/model, exit"),
 ]
 
 
@@ -97,7 +97,7 @@ def run(n: int = 300, reps: int = 3, *, workdir: Path | None = None, log=print) 
 
 
 def _run(n: int, reps: int, tmp: Path, log, started: float) -> Section:
-    from ghapt.signing import load_or_create_local_key
+    from ghapt.signing.localkey import load_or_create_local_key
 
     pool = tmp / "pool"
     specs = plan(n, min_size=MIN_PAYLOAD, max_size=MAX_PAYLOAD)
@@ -120,7 +120,15 @@ def _run(n: int, reps: int, tmp: Path, log, started: float) -> Section:
         "ghapt index": ([PYTHON, "-m", "benchmarks._worker", "index", "pool"], True),
         "ghapt Indexer (local backend)": (None, False),
         "python + ghapt imports": (
-            [PYTHON, "-m", "benchmarks._worker", "import", "ghapt.debfile", "ghapt.index", "ghapt.model"],
+            [
+                PYTHON,
+                "-m",
+                "benchmarks._worker",
+                "import",
+                "ghapt.deb.reader",
+                "ghapt.deb.dists",
+                "ghapt.core.model",
+            ],
             False,
         ),
     }

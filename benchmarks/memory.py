@@ -76,7 +76,7 @@ def _run(size: int, tmp: Path, log) -> Section:
         raise RuntimeError(f"{deb} is sparse ({on_disk} of {st.st_size} bytes allocated)")
 
     env = child_env()
-    modules = ["ghapt.debfile"]
+    modules = ["ghapt.deb.reader"]
     baseline = run_child([PYTHON, "-m", "benchmarks._worker", "import", *modules], env=env)
     ghapt_out = tmp / "ghapt.json"
     ghapt = run_child([PYTHON, "-m", "benchmarks._worker", "read", str(deb)], stdout=ghapt_out, env=env)

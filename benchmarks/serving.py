@@ -147,11 +147,12 @@ def _stats(times: list[float]) -> dict[str, float]:
 
 
 def measure_latencies(tmp: Path, iterations: int, first_time: int, reps: int) -> dict[str, Any]:
-    from ghapt import handlers
-    from ghapt.demo import write_demo_releases
-    from ghapt.services import Services
-    from ghapt.settings import Settings
-    from ghapt.users import UserFile, hash_password
+    import ghapt.aws.handlers as handlers
+    from ghapt.auth.passwords import hash_password
+    from ghapt.auth.userfile import UserFile
+    from ghapt.bootstrap import Services
+    from ghapt.cli.demo import write_demo_releases
+    from ghapt.core.settings import Settings
 
     from . import noop_handler as noop
 
@@ -213,8 +214,8 @@ def _basic(login: str, password: str) -> str:
 
 def measure_calls(tmp: Path, sequences: int) -> dict[str, Any]:
     """GitHub API calls for ``sequences`` apt updates / pool downloads, per scenario."""
-    from ghapt import handlers
-    from ghapt.demo import DEMO_PACKAGES, build_demo_deb
+    import ghapt.aws.handlers as handlers
+    from ghapt.cli.demo import DEMO_PACKAGES, build_demo_deb
     from ghapt.serving import POOL_URL_TTL, BranchCache, PoolResolver
 
     from tests.fakegithub import FakeGitHub
@@ -341,11 +342,11 @@ def run(
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-serving-"))
     try:
-        ghapt_import = measure_import("ghapt.handlers", import_reps, tmp)
+        ghapt_import = measure_import("ghapt.aws.handlers", import_reps, tmp)
         noop_import = measure_import("benchmarks.noop_handler", import_reps, tmp)
-        heavy = heaviest_imports("ghapt.handlers")
+        heavy = heaviest_imports("ghapt.aws.handlers")
         log(
-            f"  import ghapt.handlers {ghapt_import['seconds'] * 1000:.0f} ms, "
+            f"  import ghapt.aws.handlers {ghapt_import['seconds'] * 1000:.0f} ms, "
             f"no-op {noop_import['seconds'] * 1000:.0f} ms"
         )
         out = tmp / "worker.json"

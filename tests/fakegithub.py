@@ -72,7 +72,7 @@ Test API (all thread-safe; ``repo`` is ``"OWNER/NAME"``):
   ``installation_tokens``.
 * git: ``branch_head``, ``branch_files``, ``read_branch_file``, ``commit_to_branch`` (another
   writer), ``commit_info``, ``object``, ``export_git(repo, bare_dir)``; module helpers
-  ``git_object_sha``, ``git_blob_sha``, ``mangle_asset_name``.
+  ``git_object_sha``, ``git_blob_id``, ``mangle_asset_name``.
 
 Typical use::
 
@@ -122,7 +122,7 @@ def git_object_sha(kind: str, body: bytes) -> str:
     return hashlib.sha1(b"%s %d\0" % (kind.encode(), len(body)) + body).hexdigest()
 
 
-def git_blob_sha(data: bytes) -> str:
+def git_blob_id(data: bytes) -> str:
     return git_object_sha("blob", data)
 
 

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import waitress
-from ghapt.localserver import ApiGateway
-from ghapt.services import Services
+from ghapt.bootstrap import Services
+from ghapt.local.gateway import ApiGateway
 
 
 @dataclass

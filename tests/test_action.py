@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from ghapt.services import Services
-from ghapt.settings import Settings
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
 from samtranslator.yaml_helper import yaml_parse
 
 from .aptclient import AptClient

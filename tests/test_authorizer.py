@@ -15,21 +15,22 @@ from typing import Any
 from unittest import mock
 
 import boto3
+import ghapt.auth.passwords as users
 import pytest
 from aws_lambda_powertools import Logger, Metrics
-from ghapt import users
-from ghapt.authorizer import (
+from ghapt.auth.authenticator import (
     MAX_HEADER_BYTES,
     Authenticator,
     Principal,
     authorization_header,
-    handle_event,
-    settings_authenticator,
 )
-from ghapt.errors import ConfigError, Unauthorized
-from ghapt.oidc import OidcRules, OidcVerifier
-from ghapt.settings import Settings
-from ghapt.users import FileUsers, SecretUsers, UserFile
+from ghapt.auth.oidc import OidcRules, OidcVerifier
+from ghapt.auth.userfile import UserFile
+from ghapt.aws.authorizer import handle_event
+from ghapt.aws.usersecret import SecretUsers
+from ghapt.bootstrap import settings_authenticator
+from ghapt.core.errors import ConfigError, Unauthorized
+from ghapt.core.settings import Settings
 
 from tests.oidcissuer import OWNER_ID, REPOSITORY, OidcIssuer
 
@@ -90,7 +91,7 @@ def verifier(issuer: OidcIssuer, clock: Clock) -> OidcVerifier:
 
 @pytest.fixture
 def auth(users_path: Path, verifier: OidcVerifier, clock: Clock) -> Authenticator:
-    return Authenticator(FileUsers(users_path), verifier, "github-action", clock=clock)
+    return Authenticator(UserFile(users_path), verifier, "github-action", clock=clock)
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ class TestBasic:
     def test_password_with_colons_and_unicode(self, tmp_path, verifier):
         path = tmp_path / "users.json"
         UserFile(path).add("carol", "a:b:ç✓")
-        auth = Authenticator(FileUsers(path), verifier)
+        auth = Authenticator(UserFile(path), verifier)
         assert auth.authenticate(basic("carol", "a:b:ç✓")).name == "carol"
 
     def test_wrong_password(self, auth):
@@ -149,7 +150,7 @@ class TestBasic:
 
     def test_users_added_later_take_effect(self, tmp_path, verifier):
         path = tmp_path / "users.json"
-        auth = Authenticator(FileUsers(path), verifier)
+        auth = Authenticator(UserFile(path), verifier)
         with pytest.raises(Unauthorized):
             auth.authenticate(basic("dave", "pw-d"))
         UserFile(path).add("dave", "pw-d")
@@ -238,7 +239,7 @@ class TestCache:
     def test_password_change_beats_the_cache(self, tmp_path, verifier, clock):
         path = tmp_path / "users.json"
         UserFile(path).add("erin", "old-pw")
-        auth = Authenticator(FileUsers(path), verifier, clock=clock)
+        auth = Authenticator(UserFile(path), verifier, clock=clock)
         auth.authenticate(basic("erin", "old-pw"))
         UserFile(path).add("erin", "new-pw")
         with pytest.raises(Unauthorized):
@@ -248,7 +249,7 @@ class TestCache:
     def test_removal_beats_the_cache(self, tmp_path, verifier, clock):
         path = tmp_path / "users.json"
         UserFile(path).add("erin", "pw")
-        auth = Authenticator(FileUsers(path), verifier, clock=clock)
+        auth = Authenticator(UserFile(path), verifier, clock=clock)
         auth.authenticate(basic("erin", "pw"))
         UserFile(path).remove("erin")
         with pytest.raises(Unauthorized, match="unknown user"):
@@ -257,7 +258,7 @@ class TestCache:
     def test_cache_is_bounded(self, tmp_path, verifier, clock):
         path = tmp_path / "users.json"
         UserFile(path).add("frank", "pw")
-        auth = Authenticator(FileUsers(path), verifier, clock=clock, cache_size=2)
+        auth = Authenticator(UserFile(path), verifier, clock=clock, cache_size=2)
         for i in range(4):
             path_user = f"u{i}"
             UserFile(path).add(path_user, "pw")
@@ -278,7 +279,7 @@ class TestOidc:
         assert auth.authenticate("Bearer " + issuer.mint()) == Principal("oidc", REPOSITORY)
 
     def test_custom_login(self, users_path, verifier, issuer):
-        auth = Authenticator(FileUsers(users_path), verifier, "ci-bot")
+        auth = Authenticator(UserFile(users_path), verifier, "ci-bot")
         assert auth.authenticate(basic("ci-bot", issuer.mint())).kind == "oidc"
         with pytest.raises(Unauthorized, match="unknown user"):
             auth.authenticate(basic("github-action", issuer.mint()))
@@ -297,7 +298,7 @@ class TestOidc:
         assert spy.call_count == 0
 
     def test_oidc_disabled(self, users_path, issuer):
-        auth = Authenticator(FileUsers(users_path), None)
+        auth = Authenticator(UserFile(users_path), None)
         for header in ("Bearer " + issuer.mint(), basic("github-action", issuer.mint())):
             with pytest.raises(Unauthorized, match="OIDC is not enabled"):
                 auth.authenticate(header)
@@ -562,7 +563,7 @@ def aws(moto_aws):
 class TestSettingsAuthenticator:
     def test_local_users_file(self, users_path):
         auth = settings_authenticator(Settings(users_file=users_path))
-        assert isinstance(auth.users, FileUsers)
+        assert isinstance(auth.users, UserFile)
         assert auth.oidc is None
         assert auth.authenticate(basic("alice", PASSWORD)).name == "alice"
 

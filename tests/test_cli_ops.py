@@ -15,10 +15,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from ghapt.cli import main
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.users import UserFile, verify_password
+from ghapt.auth.passwords import verify_password
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.cli.main import main
+from ghapt.core.settings import Settings
 
 from .aptclient import AptClient
 from .debbuild import build_deb
@@ -84,7 +85,7 @@ def aws(moto_aws: None) -> None:
 
 
 def test_keys_shows_a_kms_key(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
-    from ghapt.kms import kms_signer
+    from ghapt.aws.kms import kms_signer
 
     kms = boto3.client("kms", region_name=REGION)
     arn = kms.create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
@@ -228,7 +229,7 @@ def test_client_config_errors_name_the_fix(args: list[str], needle: str) -> None
 
 
 def test_https_machine_line_has_no_scheme() -> None:
-    from ghapt.clientconfig import auth_entry
+    from ghapt.cli.clientconfig import auth_entry
 
     assert (
         auth_entry("https://apt.example.com/prod", "u", "p")

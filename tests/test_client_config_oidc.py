@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from ghapt.services import Services
-from ghapt.settings import Settings
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
 
 from .aptclient import AptClient
 from .debbuild import build_deb

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from ghapt.clientconfig import auth_entry, auth_machine, sources_entry
+from ghapt.cli.clientconfig import auth_entry, auth_machine, sources_entry
 
 
 @pytest.mark.parametrize(

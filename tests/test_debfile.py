@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 import pytest
-from ghapt.debfile import (
+from ghapt.core.errors import BadDebError
+from ghapt.core.model import Control, DebInfo
+from ghapt.deb.control import parse_control
+from ghapt.deb.reader import (
     MAX_CONTROL_FILE,
     MAX_CONTROL_MEMBER,
     RANGE_WINDOW,
-    parse_control,
     read_control_by_ranges,
     read_deb,
     read_deb_path,
 )
-from ghapt.errors import BadDebError
-from ghapt.model import Control, DebInfo
 
 from tests import hostiledebs as h
 from tests.debbuild import COMPRESSORS, build_deb, control_text

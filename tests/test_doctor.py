@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.users import UserFile
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
 
 from .debbuild import build_deb
 from .servers import RunningServer, serve

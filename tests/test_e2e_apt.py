@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ghapt.clientconfig import auth_entry
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.users import UserFile
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.cli.clientconfig import auth_entry
+from ghapt.core.settings import Settings
 
 from .aptclient import AptClient
 from .debbuild import build_deb

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ghapt.clientconfig import auth_entry
-from ghapt.github import GitHubClient
-from ghapt.secrets import github_auth_from_settings
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.users import UserFile
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.cli.clientconfig import auth_entry
+from ghapt.core.settings import Settings
+from ghapt.github.auth import github_auth_from_settings
+from ghapt.github.client import GitHubClient
 
 from .aptclient import AptClient
 from .debbuild import build_deb

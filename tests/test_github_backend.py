@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from ghapt.errors import RateLimited, UpstreamError
-from ghapt.github import GitHubClient
-from ghapt.rebuild import POOL_FILE
-from ghapt.secrets import github_auth_from_settings
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.users import UserFile
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.core.errors import RateLimited, UpstreamError
+from ghapt.core.layout import POOL_FILE
+from ghapt.core.settings import Settings
+from ghapt.github.auth import github_auth_from_settings
+from ghapt.github.client import GitHubClient
 
 from .debbuild import build_deb
 from .fakegithub import FakeGitHub, mangle_asset_name

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import jwt
 import pytest
 import requests
-from ghapt.errors import ConfigError, RateLimited, UpstreamError
-from ghapt.github import AppAuth, GitHubClient, GitHubError, RangeIgnored, TokenAuth
+from ghapt.core.errors import ConfigError, RateLimited, UpstreamError
+from ghapt.github.auth import AppAuth, TokenAuth
+from ghapt.github.client import GitHubClient, GitHubError, RangeIgnored
 
 from tests.fakegithub import FakeGitHub
 

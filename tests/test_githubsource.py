@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from ghapt.debfile import read_deb
-from ghapt.errors import BadDebError, UpstreamError
-from ghapt.github import GitHubClient, TokenAuth
-from ghapt.githubsource import GitHubReleaseSource
-from ghapt.ports import ReleaseSource
+from ghapt.core.errors import BadDebError, UpstreamError
+from ghapt.core.ports import ReleaseSource
+from ghapt.deb.reader import read_deb
+from ghapt.github.auth import TokenAuth
+from ghapt.github.client import GitHubClient
+from ghapt.github.source import GitHubReleaseSource
 
 from tests import hostiledebs
 from tests.debbuild import build_deb

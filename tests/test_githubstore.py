@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ghapt.errors import StaleHead, UpstreamError
-from ghapt.github import GitHubClient, TokenAuth
-from ghapt.githubstore import GitHubBranchStore, UnsafePath, git_blob_sha
-from ghapt.ports import MetadataStore
+from ghapt.core.errors import StaleHead, UpstreamError
+from ghapt.core.layout import UnsafePath, git_blob_id
+from ghapt.core.ports import MetadataStore
+from ghapt.github.auth import TokenAuth
+from ghapt.github.client import GitHubClient
+from ghapt.github.store import GitHubBranchStore
 
 from tests.fakegithub import FakeGitHub
 
@@ -92,7 +94,7 @@ def test_commit_is_one_atomic_commit_with_exactly_the_expected_tree(
     (patch,) = gh.calls("PATCH")
     assert patch.path == f"/repos/{REPO}/git/refs/heads/{BRANCH}"
     assert patch.json() == {"sha": sha, "force": False}
-    assert store.list_files(sha) == {p: git_blob_sha(d) for p, d in expected.items()}
+    assert store.list_files(sha) == {p: git_blob_id(d) for p, d in expected.items()}
 
     # Cross-check with the real git: the objects GitHub built are valid and hashed the git way.
     bare = tmp_path / "check.git"
@@ -200,9 +202,9 @@ def test_reads_files_over_one_megabyte(gh: FakeGitHub, store: GitHubBranchStore)
     assert store.read_file(sha, "dists/stable/main/binary-amd64/Packages") == big
     assert store.read_file(sha, "small") == b"s"
     assert store.read_file(sha, "missing") is None
-    raw = store.client.get_json(f"repos/{REPO}/git/blobs/{git_blob_sha(b's' * 100)}", allow_404=True)
+    raw = store.client.get_json(f"repos/{REPO}/git/blobs/{git_blob_id(b's' * 100)}", allow_404=True)
     assert raw is None
-    blob = store.client.get_json(f"repos/{REPO}/git/blobs/{git_blob_sha(big)}")
+    blob = store.client.get_json(f"repos/{REPO}/git/blobs/{git_blob_id(big)}")
     assert blob["content"].count("\n") > 1000  # GitHub-style base64 with newlines was decoded
 
 
@@ -216,7 +218,7 @@ def test_list_files_walks_a_truncated_tree(gh: FakeGitHub, store: GitHubBranchSt
 
     listed = fresh.list_files(sha)
 
-    assert listed == {p: git_blob_sha(d) for p, d in files.items()}
+    assert listed == {p: git_blob_id(d) for p, d in files.items()}
     trees = gh.calls("GET", "/git/trees/")
     assert any("recursive" not in c.query for c in trees)  # fell back to walking level by level
     assert fresh.read_file(sha, "pool/b/f29.txt") == b"b29"

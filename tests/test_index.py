@@ -18,19 +18,19 @@ from typing import TypeVar
 
 import pytest
 from debian.deb822 import Packages, Release
-from ghapt.debfile import parse_control, read_deb_path
-from ghapt.errors import BadDebError
-from ghapt.index import (
+from ghapt.core.errors import BadDebError
+from ghapt.core.model import Asset, Control, DebInfo, Hashes, IndexedAsset
+from ghapt.deb.control import parse_control, render_stanza
+from ghapt.deb.dists import (
     build_dists,
     byhash_paths,
     packages_for_arch,
     pool_path,
     release_paths,
-    render_stanza,
     rfc1123,
     select_entries,
 )
-from ghapt.model import Asset, Control, DebInfo, Hashes, IndexedAsset
+from ghapt.deb.reader import read_deb_path
 
 from . import realcontrols
 from .debbuild import build_deb

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import ghapt.aws.handlers as handlers
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from ghapt import handlers
-from ghapt.github import GitHubClient
-from ghapt.queues import MESSAGE_GROUP
-from ghapt.secrets import github_auth_from_settings
-from ghapt.services import Services
-from ghapt.settings import Settings
+from ghapt.aws.queue import MESSAGE_GROUP
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
+from ghapt.github.auth import github_auth_from_settings
+from ghapt.github.client import GitHubClient
 from moto import mock_aws
 
 from .debbuild import build_deb

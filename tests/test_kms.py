@@ -21,10 +21,10 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from ghapt.errors import ConfigError, GhaptError
-from ghapt.kms import KmsKey, kms_signer
-from ghapt.openpgp import OpenPGPSigner
-from ghapt.ports import Signer
+from ghapt.aws.kms import KmsKey, kms_signer
+from ghapt.core.errors import ConfigError, GhaptError
+from ghapt.core.ports import Signer
+from ghapt.signing.openpgp import OpenPGPSigner
 from moto import mock_aws
 from moto.kms.exceptions import ValidationException
 from moto.kms.responses import KmsResponse

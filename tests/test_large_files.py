@@ -17,14 +17,15 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from ghapt import serving
-from ghapt.clientconfig import auth_entry
-from ghapt.github import GitHubClient, TokenAuth
-from ghapt.githubstore import GitHubBranchStore
-from ghapt.gitstore import BlobUrlSigner
-from ghapt.services import Services
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.cli.clientconfig import auth_entry
+from ghapt.core.settings import Settings
+from ghapt.github.auth import TokenAuth
+from ghapt.github.client import GitHubClient
+from ghapt.github.store import GitHubBranchStore
+from ghapt.local.signedurls import BLOB_PREFIX, SignedUrls
 from ghapt.serving import BranchCache, serve_dists
-from ghapt.settings import Settings
-from ghapt.users import UserFile
 
 from .aptclient import AptClient
 from .debbuild import build_deb, control_text
@@ -123,8 +124,8 @@ def test_blob_urls_are_checked(server) -> None:
     assert requests.get(other_path, params=query, timeout=10).status_code == 403
     assert requests.get(f"{server.url}/_blobs/nothex/x", params=query, timeout=10).status_code == 400
     assert requests.post(base, params=query, timeout=10).status_code == 405
-    past = BlobUrlSigner(server.services.store.links.key, clock=lambda: 1_000_000.0)
-    old = past.url(server.url, server.services.store.head(), PACKAGES)  # signed long ago: expired
+    past = SignedUrls(server.services.url_key, BLOB_PREFIX, "blob", clock=lambda: 1_000_000.0)
+    old = past.url(server.url, f"{server.services.store.head()}/{PACKAGES}")  # signed long ago: expired
     assert requests.get(old, timeout=10).status_code == 403
 
 

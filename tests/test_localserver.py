@@ -11,12 +11,12 @@ import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import ghapt.aws.handlers as handlers
 import pytest
 import requests
-from ghapt import handlers
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.users import UserFile
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
 
 from .debbuild import build_deb
 from .servers import serve

@@ -9,11 +9,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import ghapt.aws.handlers as handlers
 import pytest
-from ghapt import handlers
-from ghapt.localserver import LambdaContext
-from ghapt.services import Services
-from ghapt.settings import Settings
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
+from ghapt.local.gateway import LambdaContext
 
 from .debbuild import build_deb
 

@@ -6,9 +6,15 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from ghapt.errors import Unauthorized
-from ghapt.oidc import MAX_TOKEN_BYTES, OidcIdentity, OidcRules, OidcVerifier, requests_get_json
-from ghapt.settings import Settings
+from ghapt.auth.oidc import (
+    MAX_TOKEN_BYTES,
+    OidcIdentity,
+    OidcRules,
+    OidcVerifier,
+    requests_get_json,
+)
+from ghapt.core.errors import Unauthorized
+from ghapt.core.settings import Settings
 
 from tests.oidcissuer import OWNER, OWNER_ID, REPOSITORY, REPOSITORY_ID, OidcIssuer, b64url, encode, tamper
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from ghapt.clientconfig import auth_entry
-from ghapt.services import Services
-from ghapt.settings import Settings
+from ghapt.bootstrap import Services
+from ghapt.cli.clientconfig import auth_entry
+from ghapt.core.settings import Settings
 
 from .aptclient import AptClient
 from .debbuild import build_deb

@@ -7,8 +7,8 @@ import subprocess
 from dataclasses import fields
 from pathlib import Path
 
-from ghapt.cli import build_parser
-from ghapt.settings import Settings
+from ghapt.cli.main import build_parser
+from ghapt.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ghapt.errors import StaleHead
-from ghapt.gitstore import LocalGitStore
-from ghapt.model import Asset, DebInfo
-from ghapt.rebuild import POOL_FILE, Indexer
-from ghapt.services import Services
-from ghapt.settings import Settings
+from ghapt.bootstrap import Services
+from ghapt.core.errors import StaleHead
+from ghapt.core.layout import POOL_FILE
+from ghapt.core.model import Asset, DebInfo
+from ghapt.core.settings import Settings
+from ghapt.indexer import Indexer
+from ghapt.local.gitstore import LocalGitStore
 
 from .debbuild import build_deb
 

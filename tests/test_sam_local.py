@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import ghapt.aws.handlers as handlers
 import pytest
-from ghapt import handlers
-from ghapt.localserver import LambdaContext
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.users import UserFile
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
+from ghapt.local.gateway import LambdaContext
 from samtranslator.yaml_helper import yaml_parse
 
 from .debbuild import build_deb

@@ -13,11 +13,12 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from ghapt.errors import ConfigError
-from ghapt.github import AppAuth, TokenAuth
-from ghapt.ports import Secrets
-from ghapt.secrets import AwsSecrets, EnvSecrets, github_auth_from_settings
-from ghapt.settings import Settings
+from ghapt.aws.secrets import AwsSecrets
+from ghapt.core.errors import ConfigError
+from ghapt.core.ports import Secrets
+from ghapt.core.settings import Settings
+from ghapt.github.auth import AppAuth, TokenAuth, github_auth_from_settings
+from ghapt.local.secrets import EnvSecrets
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ghapt.errors import ConfigError
-from ghapt.settings import Settings, reference
+from ghapt.core.errors import ConfigError
+from ghapt.core.settings import Settings, reference
 
 
 def test_defaults_are_stable_main_and_no_security_defaults() -> None:

@@ -10,14 +10,14 @@ import subprocess
 import threading
 from pathlib import Path
 
+import ghapt.signing.localkey as signing
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from ghapt import signing
-from ghapt.errors import ConfigError
-from ghapt.openpgp import OpenPGPSigner, crc24
-from ghapt.ports import Signer
-from ghapt.signing import LocalRsaKey, load_or_create_local_key, local_signer
+from ghapt.core.errors import ConfigError
+from ghapt.core.ports import Signer
+from ghapt.signing.localkey import LocalRsaKey, load_or_create_local_key, local_signer
+from ghapt.signing.openpgp import OpenPGPSigner, crc24
 
 KEY_TIME = 1_600_000_000
 SIG_TIME = 1_700_000_000
@@ -392,7 +392,7 @@ def test_a_key_whose_signatures_do_not_verify_is_caught(key: LocalRsaKey) -> Non
         def sign_digest(self, digest: bytes) -> bytes:
             return key.sign_digest(bytes(32))  # signs the wrong digest
 
-    from ghapt.errors import GhaptError
+    from ghapt.core.errors import GhaptError
 
     with pytest.raises(GhaptError, match="does not verify"):
         OpenPGPSigner(Broken()).detach_sign(RELEASE)

@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ghapt.errors import StaleHead
-from ghapt.github import GitHubClient, TokenAuth
-from ghapt.githubstore import GitHubBranchStore
-from ghapt.gitstore import LocalGitStore
-from ghapt.ports import MetadataStore
-from ghapt.rebuild import git_blob_id
+from ghapt.core.errors import StaleHead
+from ghapt.core.layout import git_blob_id
+from ghapt.core.ports import MetadataStore
+from ghapt.github.auth import TokenAuth
+from ghapt.github.client import GitHubClient
+from ghapt.github.store import GitHubBranchStore
+from ghapt.local.gitstore import LocalGitStore
 
 from .fakegithub import FakeGitHub
 

@@ -21,11 +21,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import ghapt.aws.handlers as handlers
 import pytest
-from ghapt import handlers
-from ghapt.kms import KEY_SPECS
-from ghapt.settings import Settings
-from ghapt.users import parse_users
+from ghapt.auth.passwords import parse_users
+from ghapt.aws.kms import KEY_SPECS
+from ghapt.core.settings import Settings
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from samtranslator.public.translator import ManagedPolicyLoader
@@ -234,7 +234,7 @@ def test_layer_is_built_from_the_package_folder_for_the_functions_runtime(
     content = ROOT / layer["Properties"]["ContentUri"]
     # `sam build` puts this folder's contents under python/, so `import ghapt` needs ghapt/ here.
     assert (content / "ghapt" / "__init__.py").is_file()
-    assert (content / "ghapt" / "handlers.py").is_file()
+    assert (content / "ghapt" / "aws" / "handlers.py").is_file()
     assert (content / "requirements.txt").is_file()
     runtime = sam["Globals"]["Function"]["Runtime"]
     assert layer["Metadata"]["BuildMethod"] == runtime

@@ -11,17 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import ghapt.auth.tokens as tokens_module
 import pytest
 import requests
-from ghapt import tokens as tokens_module
-from ghapt.authorizer import Authenticator, settings_authenticator
-from ghapt.clientconfig import auth_entry
-from ghapt.errors import ConfigError, Forbidden, Unauthorized
-from ghapt.oidc import OidcRules, OidcVerifier
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.tokens import TokenService, file_key, secret_key, settings_tokens
-from ghapt.users import UserFile
+from ghapt.auth.authenticator import Authenticator
+from ghapt.auth.oidc import OidcRules, OidcVerifier
+from ghapt.auth.tokens import TokenService, file_key, secret_key
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services, settings_authenticator, settings_tokens
+from ghapt.cli.clientconfig import auth_entry
+from ghapt.core.errors import ConfigError, Forbidden, Unauthorized
+from ghapt.core.settings import Settings
 
 from .aptclient import AptClient
 from .debbuild import build_deb

@@ -9,18 +9,13 @@ import stat
 from unittest import mock
 
 import boto3
+import ghapt.auth.passwords as users
 import pytest
-from ghapt import users
-from ghapt.errors import ConfigError
-from ghapt.users import (
-    FileUsers,
-    SecretUsers,
-    UserFile,
-    UserStore,
-    generate_password,
-    hash_password,
-    verify_password,
-)
+from ghapt.auth.passwords import generate_password, hash_password, verify_password
+from ghapt.auth.userfile import UserFile
+from ghapt.aws.usersecret import SecretUsers
+from ghapt.core.errors import ConfigError
+from ghapt.core.ports import UserStore
 
 
 class TestHashing:
@@ -154,14 +149,14 @@ class TestUserFile:
 
 class TestFileUsers:
     def test_is_a_user_store(self, tmp_path):
-        assert isinstance(FileUsers(tmp_path / "u.json"), UserStore)
+        assert isinstance(UserFile(tmp_path / "u.json"), UserStore)
 
     def test_missing_file_means_no_users(self, tmp_path):
-        assert FileUsers(tmp_path / "absent.json").lookup("alice") is None
+        assert UserFile(tmp_path / "absent.json").lookup("alice") is None
 
     def test_changes_take_effect_without_restart(self, tmp_path):
         path = tmp_path / "users.json"
-        store = FileUsers(path)
+        store = UserFile(path)
         assert store.lookup("alice") is None
         UserFile(path).add("alice", "pw")
         assert verify_password(store.lookup("alice") or "", "pw")
@@ -171,8 +166,8 @@ class TestFileUsers:
     def test_reads_the_file_only_when_it_changed(self, tmp_path):
         path = tmp_path / "users.json"
         UserFile(path).add("alice", "pw")
-        store = FileUsers(path)
-        with mock.patch.object(UserFile, "load", wraps=store._file.load) as spy:
+        store = UserFile(path)
+        with mock.patch.object(store, "load", wraps=store.load) as spy:
             store.lookup("alice")
             store.lookup("bob")
             store.lookup("alice")

@@ -8,8 +8,8 @@ import json
 import threading
 
 import pytest
-from ghapt.errors import BadRequest, Unauthorized
-from ghapt.queues import LocalQueue
+from ghapt.core.errors import BadRequest, Unauthorized
+from ghapt.local.queue import LocalQueue
 from ghapt.webhook import REBUILD_ACTIONS, handle_delivery, verify_signature
 
 SECRET = b"it's a secret to everybody"

@@ -1,5 +1,5 @@
 """Lambda entry point of the authorizer function; the code lives in the shared `ghapt` layer."""
 
-from ghapt.handlers import authorizer_handler as lambda_handler
+from ghapt.aws.handlers import authorizer_handler as lambda_handler
 
 __all__ = ["lambda_handler"]

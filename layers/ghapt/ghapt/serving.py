@@ -17,9 +17,9 @@ from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from .errors import BadRequest, NotFound
-from .ports import MetadataStore, ReleaseSource
-from .rebuild import POOL_FILE
+from ghapt.core.errors import BadRequest, NotFound
+from ghapt.core.layout import POOL_FILE
+from ghapt.core.ports import MetadataStore, ReleaseSource
 
 # A Lambda response is at most 6 MB and base64 inflates by a third: redirect anything larger.
 MAX_INLINE_BYTES = 4 * 1024 * 1024

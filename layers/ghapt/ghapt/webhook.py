@@ -13,8 +13,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import BadRequest, Unauthorized
-from .ports import RebuildQueue
+from ghapt.core.errors import BadRequest, Unauthorized
+from ghapt.core.ports import RebuildQueue
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,54 @@
+"""The ``ghapt`` command: rebuild, serve, users, keys, client-config, doctor, demo.
+
+Every option is also an environment variable (the same ``Settings`` the Lambda functions
+read), so a flag is only an override: ``--state DIR`` is ``GHAPT_STATE_DIR=DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from ghapt.cli import clientconfig, demo, doctor, keys, rebuild, serve, users
+from ghapt.cli.options import load_settings
+from ghapt.core.errors import ConfigError, GhaptError
+
+log = logging.getLogger("ghapt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ghapt", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in (rebuild, serve, users, keys, clientconfig, doctor, demo):
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    # The handlers log JSON and emit EMF metrics for CloudWatch; on a terminal, only warnings matter.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "DEBUG" if args.verbose else "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        settings = load_settings(args, env)
+        return int(args.func(args, settings, env))
+    except ConfigError as exc:
+        print(f"ghapt: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except GhaptError as exc:
+        print(f"ghapt: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Typed errors. Each maps to one HTTP status in one place (``ghapt.aws.handlers``)."""
+
+from __future__ import annotations
+
+
+class GhaptError(Exception):
+    """Base of every error ghapt raises on purpose."""
+
+    status = 500
+
+
+class ConfigError(GhaptError):
+    """A setting is missing or invalid; the message names it and how to fix it."""
+
+
+class BadDebError(GhaptError):
+    """A .deb file is broken or hostile. ``name`` is the file, ``reason`` why."""
+
+    status = 422
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class BadRequest(GhaptError):
+    status = 400
+
+
+class NotFound(GhaptError):
+    status = 404
+
+
+class Unauthorized(GhaptError):
+    """Credentials missing or wrong. The message is a reason for logs, never the credential."""
+
+    status = 401
+
+
+class Forbidden(GhaptError):
+    status = 403
+
+
+class UpstreamError(GhaptError):
+    """GitHub (or another upstream) failed after retries."""
+
+    status = 502
+
+
+class RateLimited(UpstreamError):
+    """GitHub's rate limit is exhausted; ``retry_after`` is in seconds when known."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StaleHead(GhaptError):
+    """The metadata branch moved under us (git: non-fast-forward). Rebuild on the new head."""
+
+    status = 409

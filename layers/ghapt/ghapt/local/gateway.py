@@ -1,0 +1,378 @@
+"""A local stand-in for API Gateway, as a WSGI app: authorizer first, then the route.
+
+Each HTTP request becomes the REST API proxy event that API Gateway would send; routes that
+need authentication first go through the REQUEST authorizer handler, whose policy is honoured
+(and cached per Authorization header for the TTL, as API Gateway does); then the route's Lambda
+handler runs, and its response (status, headers, base64 bodies) is mapped back to HTTP. The
+handlers are the very functions the Lambda functions run.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ghapt.aws import handlers
+from ghapt.bootstrap import Services
+from ghapt.core.errors import GhaptError
+from ghapt.local.folder import FolderReleaseSource
+from ghapt.local.gitstore import LocalGitStore
+from ghapt.local.signedurls import ASSET_PREFIX, BLOB_PREFIX
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+LambdaHandler = Callable[[dict[str, Any], Any], Any]
+ACCOUNT = "000000000000"
+API_ID = "ghaptlocal"
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str  # exact path, or a prefix ending in "/" for {proxy+} routes
+    methods: frozenset[str]
+    handler: str  # attribute of ghapt.handlers, looked up per call so tests can patch it
+    auth: bool
+
+    @property
+    def resource(self) -> str:
+        return f"{self.path}{{proxy+}}" if self.path.endswith("/") else self.path
+
+    def matches(self, path: str) -> bool:
+        return (
+            path.startswith(self.path) and len(path) > len(self.path)
+            if self.path.endswith("/")
+            else path == self.path
+        )
+
+
+ROUTES = (
+    Route("/public.key", frozenset({"GET", "HEAD"}), "publickey_handler", auth=False),
+    Route("/webhook", frozenset({"POST"}), "webhook_handler", auth=False),
+    Route("/dists/", frozenset({"GET", "HEAD"}), "metadata_handler", auth=True),
+    Route("/pool/", frozenset({"GET", "HEAD"}), "pool_handler", auth=True),
+    Route("/token", frozenset({"POST"}), "token_handler", auth=True),
+)
+
+
+class LambdaContext:
+    """Just enough of Lambda's context object for Powertools."""
+
+    def __init__(self, name: str) -> None:
+        self.function_name = f"ghapt-{name}"
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:local:{ACCOUNT}:function:{self.function_name}"
+        self.memory_limit_in_mb = 128
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "local"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+class ApiGateway:
+    """The WSGI application. ``stage`` only shapes ARNs and request contexts."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        stage: str = "local",
+        auth_ttl: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        access_log: list[tuple[str, str, int]] | None = None,
+    ) -> None:
+        handlers.configure(services)
+        self.services = services
+        self.stage = stage
+        self.auth_ttl = services.settings.auth_cache_seconds if auth_ttl is None else auth_ttl
+        self.clock = clock
+        self.access_log = access_log
+        self._policies: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    # --- WSGI ---------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"].upper()
+        raw_uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        if self.access_log is not None:
+            log_list, inner = self.access_log, start_response
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                log_list.append((method, raw_uri, int(status.split()[0])))
+                return inner(status, headers, exc_info) if exc_info else inner(status, headers)
+
+        split = urlsplit(raw_uri)
+        raw_path, query = split.path or "/", split.query
+        try:
+            if raw_path.startswith(ASSET_PREFIX):
+                return self._asset(method, raw_path[len(ASSET_PREFIX) :], query, environ, start_response)
+            if raw_path.startswith(BLOB_PREFIX):
+                return self._blob(method, raw_path[len(BLOB_PREFIX) :], query, start_response)
+            route = next((r for r in ROUTES if r.matches(raw_path)), None)
+            if route is None:
+                return _text(start_response, 404, f"no route for {raw_path}\n")
+            if method not in route.methods:
+                return _text(start_response, 405, f"{method} is not allowed on {route.resource}\n")
+            event = self._event(route, method, raw_path, query, environ)
+            authorizer_context: dict[str, Any] = {}
+            if route.auth:
+                denied, authorizer_context = self._authorize(route, event)
+                if denied is not None:
+                    status, body, extra = denied
+                    return _text(start_response, status, body, extra)
+            event["requestContext"]["authorizer"] = authorizer_context
+            result = getattr(handlers, route.handler)(event, LambdaContext(route.handler))
+            return self._respond(result, method, start_response)
+        except Exception:
+            log.exception("local gateway error")
+            return _text(start_response, 500, "internal error\n")
+
+    # --- API Gateway behaviour ------------------------------------------------------------------
+    def _event(
+        self, route: Route, method: str, raw_path: str, query: str, environ: dict[str, Any]
+    ) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        multi: dict[str, list[str]] = {}
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                name = "-".join(p.capitalize() for p in key[5:].split("_"))
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+                name = "-".join(p.capitalize() for p in key.split("_"))
+            else:
+                continue
+            headers[name] = value
+            multi[name] = [value]
+        headers.setdefault("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http"))
+        multi.setdefault("X-Forwarded-Proto", [headers["X-Forwarded-Proto"]])
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        params = parse_qsl(query, keep_blank_values=True)
+        path_params = {"proxy": unquote(raw_path[len(route.path) :])} if route.path.endswith("/") else None
+        return {
+            "resource": route.resource,
+            "path": raw_path,
+            "httpMethod": method,
+            "headers": headers,
+            "multiValueHeaders": multi,
+            "queryStringParameters": dict(params) or None,
+            "multiValueQueryStringParameters": _multi(params) or None,
+            "pathParameters": path_params,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": route.resource,
+                "httpMethod": method,
+                "path": raw_path,
+                "stage": self.stage,
+                "requestId": str(uuid.uuid4()),
+                "accountId": ACCOUNT,
+                "apiId": API_ID,
+                "protocol": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "requestTimeEpoch": int(time.time() * 1000),
+                "identity": {
+                    "sourceIp": environ.get("REMOTE_ADDR", "127.0.0.1"),
+                    "userAgent": headers.get("User-Agent"),
+                },
+            },
+            "body": base64.b64encode(body).decode() if body else None,
+            "isBase64Encoded": bool(body),
+        }
+
+    def _method_arn(self, method: str, raw_path: str) -> str:
+        return f"arn:aws:execute-api:local:{ACCOUNT}:{API_ID}/{self.stage}/{method}{raw_path}"
+
+    def _authorize(
+        self, route: Route, event: dict[str, Any]
+    ) -> tuple[tuple[int, str, dict[str, str]] | None, dict[str, Any]]:
+        """Returns (denial, context). Missing identity source → 401 without calling the authorizer."""
+        header = next((v for k, v in event["headers"].items() if k.lower() == "authorization"), None)
+        unauthorized = (
+            401,
+            "Unauthorized\n",
+            {"WWW-Authenticate": f'Basic realm="{self.services.settings.realm}"'},
+        )
+        if not header:
+            return unauthorized, {}
+        method_arn = self._method_arn(event["httpMethod"], event["path"])
+        cache_key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
+        now = self.clock()
+        with self._lock:
+            cached = self._policies.get(cache_key)
+        if cached is not None and now - cached[0] < self.auth_ttl:
+            policy = cached[1]
+        else:
+            auth_event = {
+                "type": "REQUEST",
+                "methodArn": method_arn,
+                "resource": event["resource"],
+                "path": event["path"],
+                "httpMethod": event["httpMethod"],
+                "headers": event["headers"],
+                "multiValueHeaders": event["multiValueHeaders"],
+                "queryStringParameters": event["queryStringParameters"],
+                "multiValueQueryStringParameters": event["multiValueQueryStringParameters"],
+                "pathParameters": event["pathParameters"],
+                "stageVariables": None,
+                "requestContext": event["requestContext"],
+            }
+            try:
+                policy = handlers.authorizer_handler(auth_event, LambdaContext("authorizer"))
+            except Exception as exc:
+                if str(exc) == "Unauthorized":
+                    return unauthorized, {}
+                log.error("authorizer failed: %s", type(exc).__name__)
+                return (500, "authorizer configuration error\n", {}), {}
+            with self._lock:
+                # Drop expired decisions so a long-running server does not keep every token seen.
+                for key in [k for k, (t, _) in self._policies.items() if now - t >= self.auth_ttl]:
+                    del self._policies[key]
+                self._policies[cache_key] = (now, policy)
+        if not _allows(policy, method_arn):
+            return (403, "User is not authorized to access this resource with an explicit deny\n", {}), {}
+        context = dict(policy.get("context") or {})
+        context["principalId"] = policy.get("principalId")
+        return None, context
+
+    def _respond(self, result: dict[str, Any], method: str, start_response: StartResponse) -> Iterable[bytes]:
+        status = int(result.get("statusCode", 500))
+        headers: list[tuple[str, str]] = []
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers += [(name, str(v)) for v in values]
+        seen = {n.lower() for n, _ in headers}
+        headers += [(n, str(v)) for n, v in (result.get("headers") or {}).items() if n.lower() not in seen]
+        body_field = result.get("body") or ""
+        body = base64.b64decode(body_field) if result.get("isBase64Encoded") else str(body_field).encode()
+        if method == "HEAD":
+            body = b""
+        start_response(_status_line(status), headers)
+        return [body]
+
+    # --- the local pool's own storage: signed URLs, served without credentials ------------------
+    def _asset(
+        self, method: str, raw_rel: str, query: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if method not in ("GET", "HEAD"):
+            return _text(start_response, 405, "method not allowed\n")
+        source = self.services.source
+        if not isinstance(source, FolderReleaseSource):
+            return _text(start_response, 404, "no local assets with this backend\n")
+        try:
+            rel, fingerprint = self.services.asset_urls.check(raw_rel, dict(parse_qsl(query)))
+            path = source.resolve(rel)
+            if not path.is_file():
+                return _text(start_response, 404, "asset no longer exists\n")
+            if fingerprint and source.fingerprint_of(rel) != fingerprint:
+                return _text(
+                    start_response, 410, "asset changed since it was indexed; a rebuild is pending\n"
+                )
+        except GhaptError as exc:
+            return _text(start_response, exc.status, f"{exc}\n")
+        size = path.stat().st_size
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/vnd.debian.binary-package"),
+                ("Content-Length", str(size)),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        if method == "HEAD":
+            return [b""]
+        fh = path.open("rb")
+        wrapper = environ.get("wsgi.file_wrapper")
+        return wrapper(fh, 1 << 20) if wrapper else iter(lambda: fh.read(1 << 20), b"")
+
+    # --- metadata files too large for a Lambda response: signed links to the git store -------
+    def _blob(self, method: str, raw_rel: str, query: str, start_response: StartResponse) -> Iterable[bytes]:
+        if method not in ("GET", "HEAD"):
+            return _text(start_response, 405, "method not allowed\n")
+        store = self.services.store
+        if not isinstance(store, LocalGitStore):
+            return _text(start_response, 404, "no local metadata blobs with this backend\n")
+        try:
+            commit, path = store.check_link(raw_rel, dict(parse_qsl(query)))
+        except GhaptError as exc:
+            return _text(start_response, exc.status, f"{exc}\n")
+        data = store.read_file(commit, path)
+        if data is None:
+            return _text(start_response, 404, "no such file in that commit\n")
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "private, max-age=300"),
+            ],
+        )
+        return [b"" if method == "HEAD" else data]
+
+
+def _allows(policy: dict[str, Any], method_arn: str) -> bool:
+    """IAM evaluation as API Gateway does it: an explicit Deny wins; else some Allow must match."""
+    statements = (policy.get("policyDocument") or {}).get("Statement") or []
+    allowed = False
+    for st in statements:
+        resources = st.get("Resource")
+        resources = [resources] if isinstance(resources, str) else resources or []
+        if any(fnmatch.fnmatchcase(method_arn, r) for r in resources):
+            if st.get("Effect") == "Deny":
+                return False
+            allowed = allowed or st.get("Effect") == "Allow"
+    return allowed
+
+
+def _multi(params: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in params:
+        out.setdefault(k, []).append(v)
+    return out
+
+
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    302: "Found",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    410: "Gone",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    202: "Accepted",
+}
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {_REASONS.get(status, 'Status')}"
+
+
+def _text(
+    start_response: StartResponse, status: int, body: str, headers: dict[str, str] | None = None
+) -> Iterable[bytes]:
+    data = body.encode()
+    start_response(
+        _status_line(status),
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            *(headers or {}).items(),
+        ],
+    )
+    return [data]

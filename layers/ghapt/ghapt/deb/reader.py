@@ -330,6 +330,21 @@ def _walk(src: _Source, name: str, *, whole: bool) -> Control:
 
     ``whole`` reads the data member and anything after it (so a stream is fully hashed);
     otherwise the walk stops at the data member's header."""
+    _check_magic(src, name)
+    _check_debian_binary(src, name)
+    member = _control_member(src, name)
+    # Read the control member and the next header in one go (a single Range read).
+    src.expect(member.start + member.size + member.size % 2 + AR_HEADER)
+    control_file = _extract_control(src, name, member)
+    data = _data_member(src, name)
+    if whole:
+        _skip_member(src, name, data)
+        while (extra := _next_member(src, name, trailing=True)) is not None:
+            _skip_member(src, name, extra)
+    return parse_control(control_file, name)
+
+
+def _check_magic(src: _Source, name: str) -> None:
     magic = src.read(len(AR_MAGIC))
     if not magic:
         raise BadDebError(name, "empty file")
@@ -338,6 +353,8 @@ def _walk(src: _Source, name: str, *, whole: bool) -> Control:
             raise BadDebError(name, "truncated: file ends inside the ar global header")
         raise BadDebError(name, "not an ar archive (no '!<arch>' magic), so not a .deb")
 
+
+def _check_debian_binary(src: _Source, name: str) -> None:
     first = _next_member(src, name)
     if first is None:
         raise BadDebError(name, "debian-binary member missing: the ar archive is empty")
@@ -350,6 +367,8 @@ def _walk(src: _Source, name: str, *, whole: bool) -> Control:
         shown = version.split(b"\n", 1)[0][:20].decode("ascii", "backslashreplace")
         raise BadDebError(name, f"unsupported .deb format version {shown!r} in debian-binary (need 2.x)")
 
+
+def _control_member(src: _Source, name: str) -> _Member:
     member = _next_significant(src, name)
     if member is None:
         raise BadDebError(name, "no control member (control.tar*)")
@@ -367,10 +386,10 @@ def _walk(src: _Source, name: str, *, whole: bool) -> Control:
             f"control member {member.name!r} is {member.size} bytes, more than the "
             f"{_mib(MAX_CONTROL_MEMBER)} limit",
         )
-    # Read the control member and the next header in one go (a single Range read).
-    src.expect(member.start + member.size + member.size % 2 + AR_HEADER)
-    control_file = _extract_control(src, name, member)
+    return member
 
+
+def _data_member(src: _Source, name: str) -> _Member:
     data = _next_significant(src, name)
     if data is None:
         raise BadDebError(name, "no data member (data.tar*) after the control member")
@@ -378,11 +397,7 @@ def _walk(src: _Source, name: str, *, whole: bool) -> Control:
         if data.name.startswith("data.tar"):
             raise BadDebError(name, f"unknown compression of the data member {data.name!r}")
         raise BadDebError(name, f"unexpected member {data.name!r} where the data member should be")
-    if whole:
-        _skip_member(src, name, data)
-        while (extra := _next_member(src, name, trailing=True)) is not None:
-            _skip_member(src, name, extra)
-    return parse_control(control_file, name)
+    return data
 
 
 def _next_significant(src: _Source, name: str) -> _Member | None:
@@ -613,30 +628,71 @@ def _pax_records(meta: bytes) -> dict[bytes, bytes] | None:
     return records
 
 
+class _TarNames:
+    """Names and sizes that GNU long-name and pax headers set for the next tar entry."""
+
+    def __init__(self, bad: Callable[[str], BadDebError]) -> None:
+        self.bad = bad
+        self.long_path: bytes | None = None
+        self.pax_path: bytes | None = None
+        self.pax_size: int | None = None
+
+    def take(self, kind: int, meta: bytes) -> None:
+        """Remember what an extended header (``kind`` in ``xgLK``) says about the next entry."""
+        if kind == ord("L"):
+            self.long_path = meta.split(b"\0", 1)[0]
+        elif kind == ord("x"):
+            records = _pax_records(meta)
+            if records is None:
+                raise self.bad("malformed pax header")
+            self.pax_path = records.get(b"path", self.pax_path)
+            if b"size" in records:
+                if not records[b"size"].isdigit():
+                    raise self.bad("malformed pax size")
+                self.pax_size = int(records[b"size"])
+
+    def entry(self, block: bytes, size: int) -> tuple[bytes, int]:
+        """The entry's (path, size), extended headers first; they apply to this entry only."""
+        path = self.pax_path if self.pax_path is not None else self.long_path
+        if path is None:
+            path = block[:100].split(b"\0", 1)[0]
+            prefix = block[345:500].split(b"\0", 1)[0]
+            if block[257:263] == b"ustar\0" and prefix:  # POSIX ustar splits long paths
+                path = prefix + b"/" + path
+        if self.pax_size is not None:
+            size = self.pax_size
+        self.long_path = self.pax_path = self.pax_size = None
+        return path, size
+
+
+def _tar_header(tar: _Capped, name: str, member: str, bad: Callable[[str], BadDebError]) -> tuple[bytes, int]:
+    """The next tar header block and its size; raises at the end of the archive."""
+    block = tar.read_exact(_TAR_BLOCK)
+    if block == bytes(_TAR_BLOCK):  # the end-of-archive marker
+        raise BadDebError(name, f"control member {member!r} has no control file")
+    if not block:
+        raise BadDebError(
+            name, f"control member {member!r} ends before its control file, without a tar end marker"
+        )
+    if len(block) < _TAR_BLOCK:
+        raise bad("it ends inside a header")
+    if not _tar_checksum_ok(block):
+        raise bad("header checksum mismatch")
+    size = _tar_number(block[124:136])
+    if size is None:
+        raise bad("a header has a malformed size")
+    return block, size
+
+
 def _find_control_file(tar: _Capped, name: str, member: str) -> bytes:
     """Walk the tar headers (ustar, GNU and pax) until ``./control``; returns its content."""
 
     def bad(why: str) -> BadDebError:
         return BadDebError(name, f"control member {member!r} is not a valid tar archive: {why}")
 
-    long_path: bytes | None = None
-    pax_path: bytes | None = None
-    pax_size: int | None = None
+    names = _TarNames(bad)
     while True:
-        block = tar.read_exact(_TAR_BLOCK)
-        if block == bytes(_TAR_BLOCK):  # the end-of-archive marker
-            raise BadDebError(name, f"control member {member!r} has no control file")
-        if not block:
-            raise BadDebError(
-                name, f"control member {member!r} ends before its control file, without a tar end marker"
-            )
-        if len(block) < _TAR_BLOCK:
-            raise bad("it ends inside a header")
-        if not _tar_checksum_ok(block):
-            raise bad("header checksum mismatch")
-        size = _tar_number(block[124:136])
-        if size is None:
-            raise bad("a header has a malformed size")
+        block, size = _tar_header(tar, name, member, bad)
         kind = block[156]
         if kind in b"xgLK":  # pax extended header, pax global header, GNU long name / long link
             if size > MAX_TAR_METADATA:
@@ -644,38 +700,23 @@ def _find_control_file(tar: _Capped, name: str, member: str) -> bytes:
             meta = tar.read_exact(_padded(size))
             if len(meta) < _padded(size):
                 raise bad("it ends inside an extended header")
-            meta = meta[:size]
-            if kind == ord("L"):
-                long_path = meta.split(b"\0", 1)[0]
-            elif kind == ord("x"):
-                records = _pax_records(meta)
-                if records is None:
-                    raise bad("malformed pax header")
-                pax_path = records.get(b"path", pax_path)
-                if b"size" in records:
-                    if not records[b"size"].isdigit():
-                        raise bad("malformed pax size")
-                    pax_size = int(records[b"size"])
+            names.take(kind, meta[:size])
             continue
-        path = pax_path if pax_path is not None else long_path
-        if path is None:
-            path = block[:100].split(b"\0", 1)[0]
-            prefix = block[345:500].split(b"\0", 1)[0]
-            if block[257:263] == b"ustar\0" and prefix:  # POSIX ustar splits long paths
-                path = prefix + b"/" + path
-        if pax_size is not None:
-            size = pax_size
-        long_path = pax_path = pax_size = None
+        path, size = names.entry(block, size)
         if path in _CONTROL_PATHS:
-            if kind not in b"07\0":
-                raise BadDebError(name, f"control member {member!r}: its control file is not a regular file")
-            if size > MAX_CONTROL_FILE:
-                raise BadDebError(
-                    name, f"control file is {size} bytes, more than the {_mib(MAX_CONTROL_FILE)} limit"
-                )
-            content = tar.read_exact(size)
-            if len(content) < size:
-                raise bad("it ends inside the control file")
-            return content
+            return _control_file_content(tar, name, member, kind, size, bad)
         if kind not in _NO_DATA_TYPES and not tar.skip(_padded(size)):
             raise bad(f"it ends inside {path.decode('utf-8', 'backslashreplace')!r}")
+
+
+def _control_file_content(
+    tar: _Capped, name: str, member: str, kind: int, size: int, bad: Callable[[str], BadDebError]
+) -> bytes:
+    if kind not in b"07\0":
+        raise BadDebError(name, f"control member {member!r}: its control file is not a regular file")
+    if size > MAX_CONTROL_FILE:
+        raise BadDebError(name, f"control file is {size} bytes, more than the {_mib(MAX_CONTROL_FILE)} limit")
+    content = tar.read_exact(size)
+    if len(content) < size:
+        raise bad("it ends inside the control file")
+    return content

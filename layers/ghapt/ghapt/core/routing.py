@@ -166,10 +166,14 @@ class Routing:
 class _RoutingSettings(Protocol):
     """What ``Routing.from_settings`` reads (``ghapt.core.settings.Settings`` has it)."""
 
-    routes: str
-    suite: str
-    prerelease_suite: str
-    backend: str
+    @property
+    def routes(self) -> str: ...
+    @property
+    def suite(self) -> str: ...
+    @property
+    def prerelease_suite(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
 
 
 def asset_facts(asset: Asset, deb: DebInfo) -> dict[str, str]:

@@ -267,3 +267,21 @@ def test_published_suites_come_from_release_files() -> None:
         "ghapt/pool.json",
     ]
     assert published_suites(paths) == ["jammy", "stable"]
+
+
+def test_an_unsafe_source_name_skips_that_asset_and_the_rebuild_goes_on(tmp_path) -> None:
+    """A control file whose Source would leave the pool used to abort the whole rebuild."""
+    from ghapt.bootstrap import Services
+
+    from tests.debbuild import build_deb
+
+    releases = tmp_path / "releases"
+    build_deb(releases / "v1", "evil", "1.0-1", "all", extra={"Source": "../../x"})
+    build_deb(releases / "v1", "good", "1.0-1", "all")
+    settings = Settings.from_env(
+        {}, releases_dir=releases, state_dir=tmp_path / "state", architectures="amd64"
+    )
+    result = Services(settings, {}).indexer.rebuild()
+    assert result.changed and result.added == ["stable:pool/main/g/good/good_1.0-1_all.deb"]
+    (skipped,) = result.skipped
+    assert skipped.asset.name == "evil_1.0-1_all.deb" and "Source '../../x'" in skipped.reason

@@ -198,3 +198,20 @@ def test_client_config_names_the_suite_and_refuses_a_malformed_one(repo) -> None
         input=PASSWORD + "\n",
     )
     assert res.returncode == 2 and "--suite" in res.stderr and "Signed-By" not in res.stdout
+
+
+def test_rebuild_takes_routes_from_the_flag_and_reports_idle_rules(tmp_path: Path) -> None:
+    releases, state = tmp_path / "releases", tmp_path / "state"
+    build_deb(releases / "v1", "tool", "1.0-1~jammy1", "amd64")
+    routes = "version=*~jammy* -> jammy; version=*~noble* -> noble"
+    res = run("rebuild", "--releases", str(releases), "--state", str(state), "--routes", routes)
+    assert res.returncode == 0, res.stderr
+    assert "added" in res.stdout and "routing rule matched no asset: version=*~noble* -> noble" in res.stdout
+    res = run(
+        "rebuild", "--releases", str(releases), "--state", str(state), "--routes", "asset=*~jammy* -> x"
+    )
+    assert res.returncode == 2 and "GHAPT_ROUTES" in res.stderr and "GitHub renames" in res.stderr
+    res = run(
+        "rebuild", "--releases", str(releases), "--state", str(state), env={"GHAPT_ROUTES": "version=1"}
+    )
+    assert res.returncode == 2 and "has no '->'" in res.stderr

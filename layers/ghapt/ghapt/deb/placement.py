@@ -72,19 +72,16 @@ def unique_pool_paths(suites: Mapping[str, Sequence[IndexedAsset]]) -> dict[str,
 
     Within a suite ``select_entries`` already made paths unique; here contents that share a
     canonical path in different suites are told apart. Does not depend on the input order."""
-    contents: dict[str, dict[str, tuple[object, ...]]] = {}  # path -> sha256 -> best preference
+    contents: dict[str, dict[str, list[IndexedAsset]]] = {}  # path -> sha256 -> its entries
     for entries in suites.values():
         for e in entries:
-            best = contents.setdefault(e.pool_path, {})
-            pref = _preference(e)
-            sha = e.deb.hashes.sha256
-            if sha not in best or pref < best[sha]:
-                best[sha] = pref
+            contents.setdefault(e.pool_path, {}).setdefault(e.deb.hashes.sha256, []).append(e)
     renamed: dict[tuple[str, str], str] = {}
     for path, by_sha in contents.items():
         if len(by_sha) < 2:
             continue
-        winner = min(by_sha, key=lambda sha: by_sha[sha])
+        best = {sha: min(_preference(e) for e in entries) for sha, entries in by_sha.items()}
+        winner = min(best, key=lambda sha: best[sha])
         others = sorted(sha for sha in by_sha if sha != winner)
         shorts = [sha[:SHORT_DIGEST] for sha in others]
         for sha in others:

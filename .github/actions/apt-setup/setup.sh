@@ -4,10 +4,13 @@
 #  1. request a GitHub OIDC token for $GHAPT_AUDIENCE (needs `permissions: id-token: write`);
 #  2. exchange it at $GHAPT_URL/token for a credential that lasts the job (the OIDC token
 #     lives about 5 minutes);
-#  3. install $GHAPT_URL/public.key as /etc/apt/keyrings/$NAME.asc, the deb822 source
+#  3. pick the suites: $GHAPT_SUITE (default: the runner's VERSION_CODENAME, kept only if the
+#     repository publishes it), then $GHAPT_SUITES;
+#  4. install $GHAPT_URL/public.key as /etc/apt/keyrings/$NAME.asc, the deb822 source
 #     /etc/apt/sources.list.d/$NAME.sources and /etc/apt/auth.conf.d/$NAME.conf (mode 0600).
 #
-# Environment: GHAPT_URL, GHAPT_AUDIENCE (required); GHAPT_SUITES (stable), GHAPT_COMPONENTS
+# Environment: GHAPT_URL, GHAPT_AUDIENCE (required); GHAPT_SUITE (default: VERSION_CODENAME from
+# GHAPT_OS_RELEASE, /etc/os-release); GHAPT_SUITES (stable; empty for none), GHAPT_COMPONENTS
 # (main), GHAPT_NAME (ghapt); GHAPT_ROOT, a prefix for every file written (tests; files then
 # refer to each other under it); SUDO, the command that writes as root (default: sudo unless
 # already root; set it empty to write directly). Tokens never reach argv or the log: curl reads
@@ -20,6 +23,13 @@ fail() {
     fi
     printf 'ghapt apt-setup: error: %s\n' "$*" >&2
     exit 1
+}
+
+notice() {
+    if [ "${GITHUB_ACTIONS:-}" = true ]; then
+        printf '::notice title=ghapt apt-setup::%s\n' "$*"
+    fi
+    printf 'ghapt apt-setup: %s\n' "$*" >&2
 }
 
 mask() {
@@ -49,7 +59,15 @@ print(value)
 
 URL="${GHAPT_URL:-}"
 AUDIENCE="${GHAPT_AUDIENCE:-}"
-SUITES="${GHAPT_SUITES:-stable}"
+SUITE="${GHAPT_SUITE:-}"
+SUITES="${GHAPT_SUITES-stable}"
+OS_RELEASE="${GHAPT_OS_RELEASE:-/etc/os-release}"
+AUTO=""
+if [ -z "$SUITE" ] && [ -r "$OS_RELEASE" ]; then
+    # The runner's codename (jammy, noble, bookworm): tried, and skipped if the repository lacks it.
+    SUITE="$(sed -n 's/^VERSION_CODENAME=//p' "$OS_RELEASE" | head -n 1 | tr -d "\"' ")"
+    AUTO=yes
+fi
 COMPONENTS="${GHAPT_COMPONENTS:-main}"
 NAME="${GHAPT_NAME:-ghapt}"
 ROOT="${GHAPT_ROOT:-}"
@@ -67,12 +85,11 @@ URL="${URL%/}"
 case "$NAME" in
     "" | *[!A-Za-z0-9._-]*) fail "name may only contain letters, digits, '.', '_' and '-'" ;;
 esac
-for word in $SUITES $COMPONENTS; do
+for word in $SUITE $SUITES $COMPONENTS; do
     case "$word" in
         *[!A-Za-z0-9._+-]*) fail "suites and components are names separated by spaces, got: $word" ;;
     esac
 done
-[ -n "$(printf '%s' "$SUITES" | tr -d ' ')" ] || fail "suites must name at least one suite"
 [ -n "$(printf '%s' "$COMPONENTS" | tr -d ' ')" ] || fail "components must name at least one component"
 if [ -z "${ACTIONS_ID_TOKEN_REQUEST_URL:-}" ] || [ -z "${ACTIONS_ID_TOKEN_REQUEST_TOKEN:-}" ]; then
     fail "no OIDC token available: give the job 'permissions: id-token: write'"
@@ -104,7 +121,32 @@ case "$LOGIN$PASSWORD" in
     "" | *[!A-Za-z0-9._~+/=-]*) fail "the token exchange answered with an unusable login or password" ;;
 esac
 
-# 3. The key, the source and the credentials.
+# 3. The suites: the distribution's own one if the repository publishes it, then the others.
+suite_status() {
+    printf 'user = "%s:%s"\n' "$LOGIN" "$PASSWORD" |
+        curl -sS -o /dev/null -w '%{http_code}' --max-time 30 -K - "$URL/dists/$1/InRelease" || true
+}
+ENABLED=""
+if [ -n "$SUITE" ]; then
+    STATUS="$(suite_status "$SUITE")"
+    case "$STATUS" in
+        200) ENABLED="$SUITE" ;;
+        404)
+            [ -n "$AUTO" ] || fail "the repository has no suite '$SUITE' ($URL/dists/$SUITE/InRelease answered 404)"
+            notice "the repository has no suite '$SUITE' (this runner's VERSION_CODENAME); enabling: $SUITES"
+            ;;
+        *) fail "could not check suite '$SUITE': $URL/dists/$SUITE/InRelease answered ${STATUS:-nothing}" ;;
+    esac
+fi
+for word in $SUITES; do
+    case " $ENABLED " in
+        *" $word "*) ;;
+        *) ENABLED="${ENABLED:+$ENABLED }$word" ;;
+    esac
+done
+[ -n "$ENABLED" ] || fail "no suite to enable: set the suite or suites input"
+
+# 4. The key, the source and the credentials.
 curl -sS -f --retry 3 --max-time 30 -o "$WORK/key.asc" "$URL/public.key" ||
     fail "could not download the signing key from $URL/public.key"
 head -n 1 "$WORK/key.asc" | grep -q -- '-----BEGIN PGP PUBLIC KEY BLOCK-----' ||
@@ -114,7 +156,7 @@ KEYRING="$ROOT/etc/apt/keyrings/$NAME.asc"
 cat >"$WORK/sources" <<SOURCES
 Types: deb
 URIs: $URL/
-Suites: $SUITES
+Suites: $ENABLED
 Components: $COMPONENTS
 Signed-By: $KEYRING
 SOURCES
@@ -135,4 +177,4 @@ if [ -n "${GITHUB_OUTPUT:-}" ]; then
     printf 'expires-at=%s\n' "$EXPIRES" >>"$GITHUB_OUTPUT"
 fi
 printf 'ghapt apt-setup: %s configured (%s, suites: %s); credential valid until %s\n' \
-    "$NAME" "$URL" "$SUITES" "${EXPIRES:-unknown}"
+    "$NAME" "$URL" "$ENABLED" "${EXPIRES:-unknown}"

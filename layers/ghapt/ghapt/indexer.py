@@ -19,11 +19,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ghapt.core.errors import BadDebError, StaleHead
-from ghapt.core.layout import ASSETS_FILE, GENERATIONS_FILE, POOL_FILE, RECORD_VERSION, git_blob_id
+from ghapt.core.layout import (
+    ASSETS_FILE,
+    GENERATIONS_FILE,
+    POOL_FILE,
+    RECORD_VERSION,
+    SUITES_FILE,
+    git_blob_id,
+)
 from ghapt.core.model import Asset, DebInfo, Hashes, IndexedAsset, Skipped
 from ghapt.core.ports import MetadataStore, ReleaseSource, Signer
+from ghapt.core.routing import Routing, suites_listing
 from ghapt.core.settings import Settings
-from ghapt.deb.dists import build_dists, byhash_paths, pool_path, select_entries
+from ghapt.deb.dists import build_dists, byhash_paths
+from ghapt.deb.placement import place
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ class RebuildResult:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    unused_routes: list[str] = field(default_factory=list)
     packages: int = 0
     read: int = 0
     reused: int = 0
@@ -53,6 +63,7 @@ class RebuildResult:
             f"assets: {self.read} read, {self.reused} reused",
         ]
         lines += [f"  skipped {s.asset.key} ({s.asset.name}): {s.reason}" for s in self.skipped]
+        lines += [f"  routing rule matched no asset: {r}" for r in self.unused_routes]
         if self.changed:
             lines.append(f"commit: {self.commit}" if self.commit else "commit: none (dry run)")
         else:
@@ -105,14 +116,11 @@ class Indexer:
             progress("listed", {"assets": len(assets)})
         debs, bad, read, reused = self._read_all(assets, known, known_bad, progress)
 
-        candidates: dict[str, list[IndexedAsset]] = {s: [] for s in self.settings.suites}
         skipped: list[Skipped] = [Skipped(a, str(err.reason)) for a, err in bad]
-        for asset, deb in debs:
-            candidates.setdefault(asset.suite, []).append(
-                IndexedAsset(asset, deb, pool_path(deb, self.settings.component))
-            )
-        suites, conflicts = self._select(candidates)
-        skipped += conflicts
+        routing = Routing.from_settings(self.settings)
+        placement = place(debs, routing, self.settings.component)  # routing, per-suite selection, pool paths
+        suites = placement.suites
+        skipped += placement.skipped
 
         now = self.clock().replace(microsecond=0)
         valid_until = now + timedelta(days=self.settings.valid_days) if self.settings.valid_days else None
@@ -128,8 +136,13 @@ class Indexer:
         new_record = self._record(suites, bad, files)
         files[ASSETS_FILE] = _dump_json(new_record)
         files[POOL_FILE] = _dump_json(_pool_manifest(suites))
+        files[SUITES_FILE] = _dump_json(suites_listing(routing, files))
 
-        old_keys = {(v["suite"], v["pool_path"]) for v in known.values()}
+        old_keys = {
+            (s, p)
+            for v in known.values()
+            for s, p in (v.get("suites") or {v["suite"]: v["pool_path"]}).items()
+        }
         new_keys = {(e.asset.suite, e.pool_path) for entries in suites.values() for e in entries}
         result = RebuildResult(
             commit=None,
@@ -138,6 +151,7 @@ class Indexer:
             added=sorted(f"{s}:{p}" for s, p in new_keys - old_keys),
             removed=sorted(f"{s}:{p}" for s, p in old_keys - new_keys),
             skipped=skipped,
+            unused_routes=placement.unused_routes,
             packages=len(new_keys),
             read=read,
             reused=reused,
@@ -239,31 +253,6 @@ class Indexer:
         bad = [(a, r) for a in assets if isinstance(r := results[a.key], BadDebError)]
         return debs, bad, len(to_read), reused
 
-    def _select(
-        self, candidates: Mapping[str, list[IndexedAsset]]
-    ) -> tuple[dict[str, list[IndexedAsset]], list[Skipped]]:
-        """Per-suite selection, then one pool across suites: a pool path names one content only."""
-        suites: dict[str, list[IndexedAsset]] = {}
-        skipped: list[Skipped] = []
-        owner: dict[str, IndexedAsset] = {}
-        for suite in sorted(candidates, key=lambda s: (s != self.settings.suite, s)):
-            kept, lost = select_entries(candidates[suite])
-            skipped += lost
-            suites[suite] = []
-            for entry in kept:
-                first = owner.setdefault(entry.pool_path, entry)
-                if first.deb.hashes.sha256 != entry.deb.hashes.sha256:
-                    skipped.append(
-                        Skipped(
-                            entry.asset,
-                            f"conflict: {entry.pool_path} is already {first.asset.key} ({first.asset.name}) "
-                            f"with different contents",
-                        )
-                    )
-                else:
-                    suites[suite].append(entry)
-        return suites, skipped
-
     def _record(
         self,
         suites: Mapping[str, list[IndexedAsset]],
@@ -271,6 +260,11 @@ class Indexer:
         files: Mapping[str, bytes],
     ) -> dict[str, Any]:
         releases = {p: _strip_dates(d) for p, d in files.items() if p.endswith("/Release")}
+        # asset key -> suite -> pool path: routing may put one asset into several suites
+        in_suites: dict[str, dict[str, str]] = {}
+        for suite, entries in sorted(suites.items()):
+            for e in entries:
+                in_suites.setdefault(e.asset.key, {})[suite] = e.pool_path
         return {
             "version": RECORD_VERSION,
             "signing_key": self.signer.fingerprint,
@@ -282,6 +276,7 @@ class Indexer:
                     "release": e.asset.release,
                     "suite": e.asset.suite,
                     "pool_path": e.pool_path,
+                    "suites": in_suites[e.asset.key],
                     "size": e.deb.size,
                     "hashes": {k: v for k, v in vars(e.deb.hashes).items() if v},
                     "control": [list(kv) for kv in e.deb.control],

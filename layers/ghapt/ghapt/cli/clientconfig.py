@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +15,8 @@ from ghapt.cli.options import (
 )
 from ghapt.core.errors import ConfigError
 from ghapt.core.settings import Settings
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # a suite or component: one word, no line breaks
 
 
 def sources_entry(url: str, suites: Sequence[str], components: Sequence[str], signed_by: str) -> str:
@@ -60,6 +63,9 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
     name = args.name
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"--name {name!r} cannot name a file")
+    for flag, value in (*(("--suite", s) for s in args.suites or ()), ("--component", args.component)):
+        if not _NAME_RE.match(value):
+            raise ConfigError(f"{flag} {value!r} is not a suite or component name (e.g. jammy, main)")
     if args.oidc and args.user:
         raise ConfigError("pass either --user NAME (Basic Auth) or --oidc (GitHub Actions), not both")
     if args.oidc:
@@ -130,7 +136,11 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--token", help="the OIDC token (default: $GHAPT_OIDC_TOKEN)")
     p.add_argument(
-        "--suite", action="append", dest="suites", metavar="SUITE", help="suite (repeatable; default stable)"
+        "--suite",
+        action="append",
+        dest="suites",
+        metavar="SUITE",
+        help="suite, e.g. jammy or bookworm with routing (repeatable; default GHAPT_SUITE, stable)",
     )
     p.add_argument("--component", default="main", help="component (default main)")
     p.add_argument("--name", default="ghapt", help="file name for the three files (default ghapt)")

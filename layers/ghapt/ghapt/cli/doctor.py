@@ -31,12 +31,14 @@ from ghapt.cli.options import (
     read_secret,
 )
 from ghapt.core.errors import ConfigError
+from ghapt.core.layout import SUITES_FILE
 from ghapt.core.settings import Settings
 
 DATE_SKEW = 10  # seconds; apt rejects a Release dated further in the future
 REDIRECTS = (301, 302, 303, 307, 308)
 _HASHES = {"SHA512": hashlib.sha512, "SHA256": hashlib.sha256}
 _FILENAME_RE = re.compile(r"^pool/[A-Za-z0-9+~%:._/-]+\.deb$")
+_SUITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 @dataclass
@@ -71,12 +73,14 @@ class Doctor:
         auth: tuple[str, str] | None = None,
         token: str | None = None,
         suites: tuple[str, ...] = ("stable",),
+        fallback_suite: str = "stable",
         timeout: float = 20.0,
         clock: Callable[[], float] = time.time,
         on_check: Callable[[Check], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self.suites = suites
+        self.suites = suites  # empty: every suite the repository lists (see discover_suites)
+        self.fallback_suite = fallback_suite
         self.timeout = timeout
         self.clock = clock
         self.on_check = on_check
@@ -112,10 +116,26 @@ class Doctor:
     def run(self) -> Report:
         with _tempdir() as tmp:
             keyring = self._check_key(tmp)
+            if not self.suites:
+                self.suites = self.discover_suites() or (self.fallback_suite,)
             self._check_credentials()
             for suite in self.suites:
                 self._check_suite(suite, keyring, tmp)
         return self.report
+
+    def discover_suites(self) -> tuple[str, ...] | None:
+        """Every suite with a Release, as ``dists/_suites.json`` lists them; None if unlisted."""
+        try:
+            r = self._get(SUITES_FILE)
+            listing = r.json() if r.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+        suites = listing.get("suites") if isinstance(listing, dict) else None
+        if not isinstance(suites, list) or not suites:
+            return None
+        if not all(isinstance(s, str) and _SUITE_RE.match(s) for s in suites):
+            return None
+        return tuple(suites)
 
     def _check_key(self, tmp: Path) -> Path | None:
         name = "public key"
@@ -377,7 +397,8 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
         args.url,
         auth=auth,
         token=token,
-        suites=tuple(args.suites or [settings.suite]),
+        suites=tuple(args.suites or ()),
+        fallback_suite=settings.suite,
         on_check=lambda check: print(check.line(), flush=True),
     )
     report = doctor.run()
@@ -402,6 +423,10 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--token", help="an OIDC token, sent as Bearer")
     p.add_argument(
-        "--suite", action="append", dest="suites", metavar="SUITE", help="suite (repeatable; default stable)"
+        "--suite",
+        action="append",
+        dest="suites",
+        metavar="SUITE",
+        help="suite to check (repeatable; default: every suite the repository has a Release for)",
     )
     p.set_defaults(func=run)

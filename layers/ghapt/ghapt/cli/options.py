@@ -27,6 +27,7 @@ SETTING_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--state": ("state_dir", {"metavar": "DIR"}),
     "--suite": ("suite", {}),
     "--prerelease-suite": ("prerelease_suite", {}),
+    "--routes": ("routes", {"metavar": "RULES"}),
     "--component": ("component", {}),
     "--architectures": ("architectures", {"metavar": "ARCHS"}),
     "--origin": ("origin", {}),

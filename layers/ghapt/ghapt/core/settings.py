@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ghapt.core.errors import ConfigError
+from ghapt.core.routing import Routing, RoutingError, parse_routes
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -48,6 +49,13 @@ class Settings:
     )
     byhash_generations: int = _env(
         "GHAPT_BYHASH_GENERATIONS", 3, "How many index generations keep their by-hash files."
+    )
+    # --- routing assets to per-distribution suites (ghapt.core.routing) -------------------
+    routes: str = _env(
+        "GHAPT_ROUTES",
+        "",
+        "Routing rules `FIELD=GLOB -> SUITE`, separated by `;` (fields: version, package, asset, tag, "
+        "repo); an asset no rule matches goes to GHAPT_SUITE. Empty: no routing.",
     )
     # --- local mode -----------------------------------------------------------------------
     releases_dir: Path | None = _env(
@@ -192,6 +200,10 @@ class Settings:
         ):
             if not _NAME_RE.match(getattr(self, name)):
                 raise ConfigError(f"{env}={getattr(self, name)!r} is not a valid name")
+        try:
+            parse_routes(self.routes, prerelease_suite=self.prerelease_suite)
+        except RoutingError as exc:
+            raise ConfigError(f"GHAPT_ROUTES: {exc}") from None
         if not self.architectures:
             raise ConfigError("GHAPT_ARCHITECTURES must list at least one architecture, e.g. 'amd64'")
         for arch in self.architectures:
@@ -242,7 +254,8 @@ class Settings:
 
     @property
     def suites(self) -> tuple[str, ...]:
-        return (self.suite,) if self.backend == "local" else (self.suite, self.prerelease_suite)
+        """Every suite the index publishes: the default first, then pre-release and routed ones."""
+        return Routing.from_settings(self).suites
 
     @property
     def users_path(self) -> Path | None:

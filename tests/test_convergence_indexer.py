@@ -306,3 +306,21 @@ def test_a_no_change_rebuild_downloads_nothing_with_conflicts_and_broken_assets(
         if s["Package"] == "tool"
     ]
     assert len(tools) == 1 and tools[0]["SHA256"] != winner["SHA256"]
+
+
+def test_a_github_failure_before_anything_was_read_commits_nothing(
+    gh: FakeGitHub, backlog: dict[str, bytes], tmp_path: Path
+) -> None:
+    publish_backlog(gh, backlog)
+    services = services_for(gh, tmp_path / "state")
+    indexer, source = indexer_for(services, [0.0])
+
+    def failing(asset: Asset) -> DebInfo:
+        raise UpstreamError("GitHub answered 502 three times")
+
+    source.inner = type(
+        "Src", (), {"read_deb": staticmethod(failing), "list_assets": source.inner.list_assets}
+    )()
+    with pytest.raises(UpstreamError):
+        indexer.rebuild()
+    assert gh.branch_head(META, BRANCH) is None, "no empty index is published for a failure"

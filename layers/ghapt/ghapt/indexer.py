@@ -9,8 +9,8 @@ on the new head (reusing what it already read), and never forces.
 A rebuild is two steps: ``_plan`` (read what is new, select, render the unsigned index) and
 ``_publish`` (sign, keep by-hash generations, commit). With a time budget, ``_plan`` stops
 starting new reads when the budget is spent and plans the index of what it has read so far:
-every asset already published stays (its record is reused), the newly read ones are added, and
-the unread rest is left for the next invocation. That partial index is still a whole, valid,
+every asset already published stays (its record is reused; an asset replaced since is read
+first), the newly read ones are added, and the unread rest is left for the next invocation. That partial index is still a whole, valid,
 signed index, and its ``assets.json`` is the checkpoint: the next rebuild reuses every record and
 reads only what is left, so a backlog of any size converges and no finished read is thrown away.
 Every read asset is recorded, also the broken ones (``bad``) and those that lose a conflict
@@ -139,6 +139,8 @@ class Indexer:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 plan = self._plan(deadline=deadline, progress=progress, rekey=rekey)
+                if plan.failure is not None and plan.result.read == 0:
+                    raise plan.failure  # nothing new to keep
                 result = self._publish(plan, dry_run=dry_run)
             except StaleHead as exc:
                 log.info("metadata branch moved, rebuilding on the new head", extra={"reason": str(exc)})
@@ -295,6 +297,8 @@ class Indexer:
             elif prior_bad and prior_bad.get("fingerprint") == asset.fingerprint:
                 results[asset.key] = BadDebError(asset.name, prior_bad["reason"])
                 reused += 1
+            elif prior or prior_bad:  # replaced: read first, so a partial index lacks it briefly
+                to_read.appendleft(asset)
             else:
                 to_read.append(asset)
 

@@ -35,6 +35,13 @@ pytestmark = pytest.mark.skipif(shutil.which("gpgv") is None, reason="needs gpgv
 REGION = "eu-west-1"
 
 
+@pytest.fixture(autouse=True)
+def _cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` sets these with ``os.environ.setdefault``; keep them from leaking into other tests."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
 @pytest.fixture
 def kms(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A moto KMS client whose Sign treats a DIGEST as AWS does."""

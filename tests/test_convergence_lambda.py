@@ -185,9 +185,12 @@ def test_an_unfinished_rebuild_queues_its_continuation_until_the_backlog_converg
 
 
 def test_a_failed_rebuild_emits_the_rebuild_failed_metric(
-    lambda_env: tuple[FakeGitHub, Any, str], capsys: pytest.CaptureFixture[str]
+    lambda_env: tuple[FakeGitHub, Any, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gh, sqs, queue_url = lambda_env
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # an in-process CLI run may have set it
     gh.add_repo("acme/tool")
     gh.fail_next(r"^/repos/acme/tool/releases$", status=500, count=4)
     sqs.send_message(QueueUrl=queue_url, MessageBody="release", MessageGroupId="rebuild")

@@ -10,9 +10,10 @@ A rebuild is two steps: ``_plan`` (read what is new, select, render the unsigned
 ``_publish`` (sign, keep by-hash generations, commit). With a time budget, ``_plan`` stops
 starting new reads when the budget is spent and plans the index of what it has read so far:
 every asset already published stays (its record is reused; an asset replaced since is read
-first), the newly read ones are added, and the unread rest is left for the next invocation. That partial index is still a whole, valid,
-signed index, and its ``assets.json`` is the checkpoint: the next rebuild reuses every record and
-reads only what is left, so a backlog of any size converges and no finished read is thrown away.
+first), the newly read ones are added, and the unread rest is left for the next invocation.
+That partial index is still a whole, valid, signed index, and its ``assets.json`` is the
+checkpoint: the next rebuild reuses every record and reads only what is left, so a backlog of
+any size converges and no finished read is thrown away.
 Every read asset is recorded, also the broken ones (``bad``) and those that lose a conflict
 (``lost``), so a rebuild that finds nothing new downloads nothing.
 """

@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 DEMO ?= .ghapt/demo
+STACK ?= ghapt
 # Tools the tests drive for real; apt-ftparchive comes from apt-utils.
 SYSTEM_TOOLS := apt-get apt-ftparchive dpkg-deb dpkg-scanpackages gpg gpgv sqv git xz zstd
 SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv sqv git xz-utils zstd
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run test lint typecheck pytest cfn-lint sam-build bench clean
+.PHONY: help setup system-deps run test lint typecheck pytest cfn-lint sam-build bench first-index clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -58,6 +59,12 @@ sam-build: ## sam build (needs the AWS SAM CLI and python3.12 on PATH, or add --
 
 bench: setup ## Benchmarks: ghapt beside apt-ftparchive and dpkg-scanpackages, GitHub call counts
 	$(BIN)/python -m benchmarks.run
+
+first-index: ## After `sam deploy` and setting the GitHub secret: queue the first rebuild (STACK=ghapt)
+	url=$$(aws cloudformation describe-stacks --stack-name "$(STACK)" --output text \
+	  --query "Stacks[0].Outputs[?OutputKey=='RebuildQueueUrl'].OutputValue") && \
+	aws sqs send-message --queue-url "$$url" --message-group-id rebuild \
+	  --message-deduplication-id "first-index-$$(date +%s)" --message-body '{"reason": "first index"}'
 
 clean: ## Remove the venv and local state
 	rm -rf $(VENV) .ghapt .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,9 @@
 * ``indexer RELEASES STATE`` — a full ``Indexer.rebuild()`` over the local backend (read,
   Packages/.gz/.xz, by-hash, Release, signing, one git commit); prints a JSON summary.
 * ``read DEB`` — ``read_deb_path`` on one file; prints a JSON summary.
+* ``scale API_URL META STATE BUDGET REPO...`` — rebuild from GitHub (token in ``GITHUB_TOKEN``)
+  as the Lambda function does: a fresh ``Services`` per invocation, each with BUDGET seconds of
+  reading, until complete; prints a JSON summary with the number of invocations.
 
 Imports stay inside the commands so each child loads only what it needs.
 """
@@ -72,6 +75,33 @@ def cmd_indexer(releases: str, state: str) -> None:
     print(json.dumps(summary))
 
 
+def cmd_scale(api_url: str, meta: str, state: str, budget: str, *repos: str) -> None:
+    import os
+
+    from ghapt.bootstrap import Services
+    from ghapt.core.settings import Settings
+
+    settings = Settings.from_env(
+        {"GITHUB_TOKEN": os.environ["GITHUB_TOKEN"]},
+        backend="github",
+        api_url=api_url,
+        github_repos=list(repos),
+        metadata_repo=meta,
+        state_dir=state,
+        architectures="amd64 arm64",
+    )
+    invocations = read = reused = 0
+    while True:
+        invocations += 1
+        result = Services(settings, {}).indexer.rebuild(time_budget=float(budget))
+        read += result.read
+        reused = result.reused
+        if result.complete:
+            break
+    summary = {"invocations": invocations, "read": read, "reused": reused, "packages": result.packages}
+    print(json.dumps(summary))
+
+
 def cmd_read(deb: str) -> None:
     from ghapt.deb.reader import read_deb_path
 
@@ -81,7 +111,14 @@ def cmd_read(deb: str) -> None:
 
 def main(argv: list[str]) -> None:
     command, *args = argv
-    {"import": cmd_import, "index": cmd_index, "indexer": cmd_indexer, "read": cmd_read}[command](*args)
+    commands = {
+        "import": cmd_import,
+        "index": cmd_index,
+        "indexer": cmd_indexer,
+        "read": cmd_read,
+        "scale": cmd_scale,
+    }
+    commands[command](*args)
 
 
 if __name__ == "__main__":

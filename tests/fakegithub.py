@@ -64,7 +64,8 @@ Test API (all thread-safe; ``repo`` is ``"OWNER/NAME"``):
   ``delete_asset``, ``add_app(app_id, installation_id) -> private key PEM``; ``tokens`` holds the
   accepted tokens (``token`` is the default one).
 * knobs: ``asset_mode``, ``storage_ignores_range``, ``url_ttl``, ``tree_entry_limit``,
-  ``require_auth``, ``clock`` (pass ``clock=`` to share a fake clock with the code under test).
+  ``require_auth``, ``clock`` (pass ``clock=`` to share a fake clock with the code under test),
+  ``latency`` (seconds each request waits; for benchmarks only, tests never wait).
 * failures and races: ``fail_next``, ``rate_limit_next``, ``secondary_limit_next``,
   ``before_next(pattern, callback, method=...)``.
 * inspection: ``requests_log`` / ``calls(method, pattern, server=...)`` (``LoggedRequest`` has
@@ -308,6 +309,7 @@ class FakeGitHub:
         self.storage_ignores_range = False
         self.url_ttl = 300
         self.tree_entry_limit = 100_000
+        self.latency = 0.0  # seconds every request waits before it is handled (benchmarks: a real network)
         self.rate_limit = rate_limit
         self.rate_remaining = rate_limit
         self.rate_reset = int(clock()) + 3600
@@ -588,6 +590,8 @@ class FakeGitHub:
     def _handle(
         self, role: str, method: str, raw_path: str, headers: dict[str, str], body: bytes
     ) -> _Reply | None:
+        if self.latency > 0:  # outside the lock: concurrent requests wait side by side
+            time.sleep(self.latency)
         parts = urlsplit(raw_path)
         path = unquote(parts.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))

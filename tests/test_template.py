@@ -608,7 +608,8 @@ def test_queue_permissions_are_send_for_the_webhook_and_consume_for_the_indexer(
         sqs[function] = actions
     assert sqs["WebhookFunction"] and all(a.startswith("sqs:SendMessage") for a in sqs["WebhookFunction"])
     assert "sqs:ReceiveMessage" in sqs["IndexerFunction"] and "sqs:DeleteMessage" in sqs["IndexerFunction"]
-    assert not any(a.startswith("sqs:SendMessage") for a in sqs["IndexerFunction"])
+    # The indexer sends only its own continuation (a time-budgeted rebuild that has work left).
+    assert {a for a in sqs["IndexerFunction"] if a.startswith("sqs:SendMessage")} == {"sqs:SendMessage"}
     for function in (
         "AuthorizerFunction",
         "MetadataFunction",

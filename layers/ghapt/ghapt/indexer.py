@@ -5,6 +5,17 @@ before (same key and fingerprint), reads only the new ones, renders Packages/Rel
 keeps the by-hash files of the last few generations, and commits everything in one commit on
 top of the head it started from. If another writer moved the branch meanwhile, it starts over
 on the new head (reusing what it already read), and never forces.
+
+A rebuild is two steps: ``_plan`` (read what is new, select, render the unsigned index) and
+``_publish`` (sign, keep by-hash generations, commit). With a time budget, ``_plan`` stops
+starting new reads when the budget is spent and plans the index of what it has read so far:
+every asset already published stays (its record is reused; an asset replaced since is read
+first), the newly read ones are added, and the unread rest is left for the next invocation.
+That partial index is still a whole, valid, signed index, and its ``assets.json`` is the
+checkpoint: the next rebuild reuses every record and reads only what is left, so a backlog of
+any size converges and no finished read is thrown away.
+Every read asset is recorded, also the broken ones (``bad``) and those that lose a conflict
+(``lost``), so a rebuild that finds nothing new downloads nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ghapt.core.errors import BadDebError, StaleHead
+from ghapt.core.errors import BadDebError, ConfigError, GhaptError, StaleHead
 from ghapt.core.layout import (
     ASSETS_FILE,
     GENERATIONS_FILE,
@@ -55,6 +68,12 @@ class RebuildResult:
     reused: int = 0
     attempts: int = 1
     message: str = ""
+    remaining: int = 0  # new assets not read yet (time budget spent, or GitHub failed mid-way)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the index covers every asset; if not, another rebuild continues from here."""
+        return self.remaining == 0
 
     def summary(self) -> str:
         lines = [
@@ -68,7 +87,27 @@ class RebuildResult:
             lines.append(f"commit: {self.commit}" if self.commit else "commit: none (dry run)")
         else:
             lines.append(f"unchanged: no commit (head {self.head})")
+        if not self.complete:
+            lines.append(
+                f"incomplete: {self.remaining} assets left to read; the next rebuild continues from here"
+            )
         return "\n".join(lines)
+
+
+class SigningKeyChanged(ConfigError):
+    """The published index is signed by another key; re-signing would break every client."""
+
+
+@dataclass
+class _Plan:
+    """An unsigned index of everything read so far, and where it goes (``_plan``'s output)."""
+
+    head: str | None
+    head_files: dict[str, str]
+    files: dict[str, bytes]
+    suites: dict[str, list[IndexedAsset]]
+    result: RebuildResult
+    failure: GhaptError | None = None  # raised after the partial index is published
 
 
 class Indexer:
@@ -82,6 +121,7 @@ class Indexer:
         settings: Settings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
         workers: int = 4,
     ) -> None:
         self.source = source
@@ -89,38 +129,70 @@ class Indexer:
         self.signer = signer
         self.settings = settings
         self.clock = clock
+        self.monotonic = monotonic
         self.workers = workers
         self._read_cache: dict[tuple[str, str], DebInfo | BadDebError] = {}
 
     # ---------------------------------------------------------------------------------------
-    def rebuild(self, *, dry_run: bool = False, progress: Progress | None = None) -> RebuildResult:
+    def rebuild(
+        self,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        time_budget: float | None = None,
+        rekey: bool = False,
+    ) -> RebuildResult:
+        """Rebuild and commit. ``time_budget`` (seconds) bounds the reading; ``rekey`` allows
+        signing with a key other than the published one (clients must be given the new key).
+
+        When the budget runs out the index of what was read so far is committed and the result
+        says how many assets are left (``remaining``); run again to continue."""
+        deadline = None if time_budget is None else self.monotonic() + time_budget
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                result = self._attempt(dry_run=dry_run, progress=progress)
+                plan = self._plan(deadline=deadline, progress=progress, rekey=rekey)
+                if plan.failure is not None and plan.result.read == 0:
+                    raise plan.failure  # nothing new to keep
+                result = self._publish(plan, dry_run=dry_run)
             except StaleHead as exc:
                 log.info("metadata branch moved, rebuilding on the new head", extra={"reason": str(exc)})
                 continue
             result.attempts = attempt
+            if plan.failure is not None:  # what was read is published; now report the failure
+                raise plan.failure
             return result
         raise StaleHead(f"the metadata branch kept moving; gave up after {MAX_ATTEMPTS} attempts")
 
-    def _attempt(self, *, dry_run: bool, progress: Progress | None) -> RebuildResult:
+    def _plan(self, *, deadline: float | None, progress: Progress | None, rekey: bool) -> _Plan:
+        """Read what is new (until ``deadline``), select, and render the unsigned index."""
         head = self.store.head()
         head_files = self.store.list_files(head) if head else {}
         record = _load_json(self.store, head, ASSETS_FILE) if ASSETS_FILE in head_files else {}
-        known: dict[str, Any] = record.get("assets", {}) if record.get("version") == RECORD_VERSION else {}
-        known_bad: dict[str, Any] = record.get("bad", {}) if record.get("version") == RECORD_VERSION else {}
+        current = record.get("version") == RECORD_VERSION
+        known: dict[str, Any] = record.get("assets", {}) if current else {}
+        known_bad: dict[str, Any] = record.get("bad", {}) if current else {}
+        known_lost: dict[str, Any] = record.get("lost", {}) if current else {}
+        published_key = record.get("signing_key")
+        if published_key and published_key != self.signer.fingerprint and not rekey:
+            raise SigningKeyChanged(
+                f"the published index is signed by key {published_key}, but this rebuild would sign "
+                f"with {self.signer.fingerprint}; clients that pin the published key would reject it. "
+                "Sign with the published key (in AWS: --kms-key-id with the stack's SigningKeyArn), "
+                "or pass --rekey to switch keys on purpose and give every client the new key"
+            )
 
         assets = sorted(self.source.list_assets(), key=lambda a: (a.suite, a.release, a.name, a.key))
         if progress:
             progress("listed", {"assets": len(assets)})
-        debs, bad, read, reused = self._read_all(assets, known, known_bad, progress)
+        reading = self._read_all(assets, {**known_lost, **known}, known_bad, deadline, progress)
 
-        skipped: list[Skipped] = [Skipped(a, str(err.reason)) for a, err in bad]
+        skipped: list[Skipped] = [Skipped(a, str(err.reason)) for a, err in reading.bad]
         routing = Routing.from_settings(self.settings)
-        placement = place(debs, routing, self.settings.component)  # routing, per-suite selection, pool paths
+        # routing, per-suite selection, pool paths
+        placement = place(reading.debs, routing, self.settings.component)
         suites = placement.suites
         skipped += placement.skipped
+        conflicts = placement.skipped
 
         now = self.clock().replace(microsecond=0)
         valid_until = now + timedelta(days=self.settings.valid_days) if self.settings.valid_days else None
@@ -133,7 +205,7 @@ class Indexer:
             date=now,
             valid_until=valid_until,
         )
-        new_record = self._record(suites, bad, files)
+        new_record = self._record(suites, reading.bad, _lost(reading.debs, suites, conflicts), files)
         files[ASSETS_FILE] = _dump_json(new_record)
         files[POOL_FILE] = _dump_json(_pool_manifest(suites))
         files[SUITES_FILE] = _dump_json(suites_listing(routing, files))
@@ -153,10 +225,15 @@ class Indexer:
             skipped=skipped,
             unused_routes=placement.unused_routes,
             packages=len(new_keys),
-            read=read,
-            reused=reused,
+            read=reading.read,
+            reused=reading.reused,
+            remaining=reading.remaining,
         )
+        return _Plan(head, head_files, files, suites, result, reading.failure)
 
+    def _publish(self, plan: _Plan, *, dry_run: bool) -> RebuildResult:
+        """Sign, keep older by-hash generations, and commit on top of the planned head (or not at all)."""
+        head, head_files, files, result = plan.head, plan.head_files, plan.files, plan.result
         stable = {p: d for p, d in files.items() if not _is_release(p)}
         signed = {
             p[: -len("Release")] + n
@@ -197,11 +274,14 @@ class Indexer:
             if p.startswith("dists/") and p not in files and ("/by-hash/" not in p or p not in keep):
                 changes[p] = None
         result.changed = True
-        result.message = _commit_message(result, suites)
+        result.message = _commit_message(result, plan.suites)
         if dry_run:
             return result
         result.commit = self.store.commit_files(head, changes, result.message)
-        log.info("index committed", extra={"commit": result.commit, "changes": len(changes)})
+        log.info(
+            "index committed",
+            extra={"commit": result.commit, "changes": len(changes), "remaining": result.remaining},
+        )
         return result
 
     # ---------------------------------------------------------------------------------------
@@ -210,11 +290,16 @@ class Indexer:
         assets: list[Asset],
         known: Mapping[str, Any],
         known_bad: Mapping[str, Any],
+        deadline: float | None,
         progress: Progress | None,
-    ) -> tuple[list[tuple[Asset, DebInfo]], list[tuple[Asset, BadDebError]], int, int]:
-        """DebInfo for every asset: from the record when key+fingerprint match, else read it."""
+    ) -> _Reading:
+        """DebInfo for every asset: from the record when key+fingerprint match, else read it.
+
+        New reads start only until ``deadline`` (at least one always starts, so every run makes
+        progress); reads in flight then finish and count. A GitHub failure stops new reads too,
+        and is handed back so the caller can publish what was read before reporting it."""
         results: dict[str, DebInfo | BadDebError] = {}
-        to_read: list[Asset] = []
+        to_read: deque[Asset] = deque()
         reused = 0
         for asset in assets:
             cached = self._read_cache.get((asset.key, asset.fingerprint))
@@ -229,6 +314,8 @@ class Indexer:
             elif prior_bad and prior_bad.get("fingerprint") == asset.fingerprint:
                 results[asset.key] = BadDebError(asset.name, prior_bad["reason"])
                 reused += 1
+            elif prior or prior_bad:  # replaced: read first, so a partial index lacks it briefly
+                to_read.appendleft(asset)
             else:
                 to_read.append(asset)
 
@@ -239,24 +326,51 @@ class Indexer:
                 log.warning("skipping broken .deb", extra={"asset": asset.key, "reason": exc.reason})
                 return exc
 
+        read = 0
+        failure: GhaptError | None = None
         if to_read:
             with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-                for asset, outcome in zip(to_read, pool.map(read_one, to_read), strict=True):
-                    self._read_cache[(asset.key, asset.fingerprint)] = outcome
-                    results[asset.key] = outcome
-                    if progress:
-                        progress("read", {"asset": asset.name, "bytes": asset.size})
+                inflight: dict[Future[DebInfo | BadDebError], Asset] = {}
+                while True:
+                    while (
+                        to_read
+                        and failure is None
+                        and len(inflight) < max(1, self.workers)
+                        and (read + len(inflight) == 0 or deadline is None or self.monotonic() < deadline)
+                    ):
+                        asset = to_read.popleft()
+                        inflight[pool.submit(read_one, asset)] = asset
+                    if not inflight:
+                        break
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        asset = inflight.pop(future)
+                        try:
+                            outcome = future.result()
+                        except GhaptError as exc:  # e.g. rate limited: keep what is read, stop
+                            log.warning("reading stopped", extra={"asset": asset.key, "reason": str(exc)})
+                            failure = failure or exc
+                            to_read.appendleft(asset)
+                            continue
+                        read += 1
+                        self._read_cache[(asset.key, asset.fingerprint)] = outcome
+                        results[asset.key] = outcome
+                        if progress:
+                            progress("read", {"asset": asset.name, "bytes": asset.size})
         # Keep only what the source still publishes: a warm process must not grow without bound.
         current = {(a.key, a.fingerprint) for a in assets}
         self._read_cache = {k: v for k, v in self._read_cache.items() if k in current}
-        debs = [(a, r) for a in assets if isinstance(r := results[a.key], DebInfo)]
-        bad = [(a, r) for a in assets if isinstance(r := results[a.key], BadDebError)]
-        return debs, bad, len(to_read), reused
+        debs = [(a, r) for a in assets if isinstance(r := results.get(a.key), DebInfo)]
+        bad = [(a, r) for a in assets if isinstance(r := results.get(a.key), BadDebError)]
+        if to_read:
+            log.info("reading stopped early", extra={"remaining": len(to_read), "read": read})
+        return _Reading(debs, bad, read, reused, len(to_read), failure)
 
     def _record(
         self,
         suites: Mapping[str, list[IndexedAsset]],
         bad: Iterable[tuple[Asset, BadDebError]],
+        lost: Iterable[tuple[Asset, DebInfo, str]],
         files: Mapping[str, bytes],
     ) -> dict[str, Any]:
         releases = {p: _strip_dates(d) for p, d in files.items() if p.endswith("/Release")}
@@ -271,15 +385,9 @@ class Indexer:
             "release_digest": hashlib.sha256(_dump_json(releases)).hexdigest(),
             "assets": {
                 e.asset.key: {
-                    "fingerprint": e.asset.fingerprint,
-                    "name": e.asset.name,
-                    "release": e.asset.release,
-                    "suite": e.asset.suite,
+                    **_deb_record(e.asset, e.deb),
                     "pool_path": e.pool_path,
                     "suites": in_suites[e.asset.key],
-                    "size": e.deb.size,
-                    "hashes": {k: v for k, v in vars(e.deb.hashes).items() if v},
-                    "control": [list(kv) for kv in e.deb.control],
                 }
                 for entries in suites.values()
                 for e in entries
@@ -287,6 +395,9 @@ class Indexer:
             "bad": {
                 a.key: {"fingerprint": a.fingerprint, "name": a.name, "reason": err.reason} for a, err in bad
             },
+            # Read, valid, but left out (a conflict, an invalid field): kept so no rebuild reads them
+            # again, with their data so they can win once the entry they lost to is gone.
+            "lost": {a.key: {**_deb_record(a, deb), "reason": reason} for a, deb, reason in lost},
         }
 
     def _release_due(self, head: str, head_files: Mapping[str, str]) -> bool:
@@ -295,6 +406,41 @@ class Indexer:
             return False
         age = self.clock().timestamp() - self.store.commit_time(head)
         return age > self.settings.valid_days * 86400 / 2
+
+
+@dataclass
+class _Reading:
+    """What ``_read_all`` found: the valid and broken assets, counts, and why it stopped early."""
+
+    debs: list[tuple[Asset, DebInfo]]
+    bad: list[tuple[Asset, BadDebError]]
+    read: int
+    reused: int
+    remaining: int
+    failure: GhaptError | None
+
+
+def _lost(
+    debs: Iterable[tuple[Asset, DebInfo]],
+    suites: Mapping[str, list[IndexedAsset]],
+    skipped: Iterable[Skipped],
+) -> list[tuple[Asset, DebInfo, str]]:
+    """The valid .debs that did not make it into the index, with the reason they were left out."""
+    indexed = {e.asset.key for entries in suites.values() for e in entries}
+    reasons = {s.asset.key: s.reason for s in skipped}
+    return [(a, d, reasons.get(a.key, "not selected")) for a, d in debs if a.key not in indexed]
+
+
+def _deb_record(asset: Asset, deb: DebInfo) -> dict[str, Any]:
+    return {
+        "fingerprint": asset.fingerprint,
+        "name": asset.name,
+        "release": asset.release,
+        "suite": asset.suite,
+        "size": deb.size,
+        "hashes": {k: v for k, v in vars(deb.hashes).items() if v},
+        "control": [list(kv) for kv in deb.control],
+    }
 
 
 def _is_release(path: str) -> bool:

@@ -189,7 +189,8 @@ def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule."""
     from ghapt.aws.sqs import run_indexer_event
 
-    return run_indexer_event(event, context, services().indexer, logger=logger, metrics=metrics)
+    ready = services()
+    return run_indexer_event(event, context, ready.indexer, logger=logger, metrics=metrics, queue=ready.queue)
 
 
 # --- token exchange ----------------------------------------------------------------------------

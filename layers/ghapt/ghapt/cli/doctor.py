@@ -190,6 +190,8 @@ class Doctor:
             return
         if anonymous != 401:
             self._add(name, False, f"/{path} without credentials answered {anonymous}, expected 401")
+        elif with_them == 404:
+            self._add(name, True, "401 without credentials; accepted with them (404: no index yet)")
         elif with_them != 200:
             self._add(name, False, f"/{path} with the given credentials answered {with_them}, expected 200")
         else:
@@ -215,6 +217,9 @@ class Doctor:
             r = self._get(f"dists/{suite}/InRelease")
         except requests.RequestException as exc:
             self._add(name, False, f"InRelease unreachable: {exc}")
+            return None
+        if r.status_code == 404:
+            self._add(name, False, f"no index yet: /dists/{suite}/InRelease does not exist. {NO_INDEX_HINT}")
             return None
         if r.status_code != 200:
             self._add(name, False, f"GET /dists/{suite}/InRelease answered {r.status_code}")
@@ -374,6 +379,13 @@ class Doctor:
             self._add(name, True, f"/{filename} -> {r.status_code} {host}")
         else:
             self._add(name, False, f"/{filename} answered {r.status_code}, expected a redirect")
+
+
+NO_INDEX_HINT = (
+    "Build the first index: in AWS, once the GitHub secret is set, `make first-index STACK=<stack>` "
+    "(it puts a rebuild request on the stack's RebuildQueueUrl: `aws sqs send-message --queue-url URL "
+    "--message-group-id rebuild --message-body first-index`); locally, `ghapt rebuild`."
+)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ghapt.cli.options import (
+    KMS_FLAG,
     SETTING_FLAGS,
     Subparsers,
     add_settings,
@@ -21,7 +22,9 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
     services = Services(settings, environ)
     progress = _progress_printer()
     try:
-        result = services.indexer.rebuild(dry_run=args.dry_run, progress=progress)
+        result = services.indexer.rebuild(
+            dry_run=args.dry_run, progress=progress, time_budget=args.time_budget, rekey=args.rekey
+        )
     finally:
         if progress is not None:
             progress("done", {})
@@ -60,5 +63,29 @@ def _progress_printer() -> Callable[[str, Mapping[str, Any]], None] | None:
 def register(sub: Subparsers) -> None:
     p = sub.add_parser("rebuild", help="index the releases and commit the signed index (one commit)")
     add_settings(p, SETTING_FLAGS)
+    add_settings(p, KMS_FLAG)
     p.add_argument("--dry-run", action="store_true", help="show what would change; commit nothing")
+    p.add_argument(
+        "--time-budget",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop starting new reads after SECONDS and commit what was read; run again to continue",
+    )
+    p.add_argument(
+        "--rekey",
+        action="store_true",
+        help="sign with this key although the published index is signed by another one "
+        "(every client must then be given the new key)",
+    )
     p.set_defaults(func=run)
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the time budget must be more than 0 seconds")
+    return value

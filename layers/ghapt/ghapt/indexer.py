@@ -24,6 +24,7 @@ from ghapt.core.model import Asset, DebInfo, Hashes, IndexedAsset, Skipped
 from ghapt.core.ports import MetadataStore, ReleaseSource, Signer
 from ghapt.core.settings import Settings
 from ghapt.deb.dists import build_dists, byhash_paths, pool_path, select_entries
+from ghapt.page import page_files
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class Indexer:
         new_record = self._record(suites, bad, files)
         files[ASSETS_FILE] = _dump_json(new_record)
         files[POOL_FILE] = _dump_json(_pool_manifest(suites))
+        files.update(page_files(suites, self.settings, self.signer.fingerprint))
 
         old_keys = {(v["suite"], v["pool_path"]) for v in known.values()}
         new_keys = {(e.asset.suite, e.pool_path) for entries in suites.values() for e in entries}

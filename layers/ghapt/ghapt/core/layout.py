@@ -13,6 +13,7 @@ from ghapt.core.errors import GhaptError
 ASSETS_FILE = "ghapt/assets.json"  # what was indexed: stanza data per asset, and the rejects
 POOL_FILE = "ghapt/pool.json"  # pool path -> asset locator, for the pool function's 302
 GENERATIONS_FILE = "ghapt/generations.json"  # by-hash files kept per index generation
+PAGE_FILE = "index.html"  # the repository page served at / (see ghapt.page)
 RECORD_VERSION = 1
 
 

@@ -106,13 +106,17 @@ def listing(
         "architectures": list(architectures),
         "fingerprint": fingerprint,
         "suites": {
-            suite: sorted(
-                (_entry(e) for e in entries),
-                key=lambda r: (r["package"], r["architecture"], r["filename"]),
-            )
+            suite: _debian_order([_entry(e) for e in entries])
             for suite, entries in sorted(suites.items(), key=lambda kv: (kv[0] != default_suite, kv[0]))
         },
     }
+
+
+def _debian_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Package, then Debian version order (1.9 before 1.10, ~rc before the release), then arch."""
+    from debian.debian_support import Version
+
+    return sorted(rows, key=lambda r: (r["package"], Version(r["version"]), r["architecture"], r["filename"]))
 
 
 def _entry(e: IndexedAsset) -> dict[str, Any]:
@@ -132,8 +136,6 @@ def _entry(e: IndexedAsset) -> dict[str, Any]:
 
 def render_page(data: Mapping[str, Any]) -> bytes:
     """The page for ``data`` (from ``listing``): the same data always gives the same bytes."""
-    from debian.debian_support import Version
-
     esc = html.escape
     label = str(data["label"])
     suites: Mapping[str, list[dict[str, Any]]] = data["suites"]
@@ -157,8 +159,7 @@ def render_page(data: Mapping[str, Any]) -> bytes:
         or "none yet",
         ' · <a href="#setup">client setup</a></p></nav>\n</header>\n<main>\n',
     ]
-    for suite, rows in suites.items():
-        ordered = sorted(rows, key=lambda r: (r["package"], Version(r["version"]), r["architecture"]))
+    for suite, ordered in suites.items():  # already in Debian order (``listing``)
         parts.append(f'<section id="suite-{esc(suite)}">\n<h2>{esc(suite)}</h2>\n')
         if not ordered:
             parts.append('<p class="muted">No packages in this suite yet.</p>\n</section>\n')
@@ -279,10 +280,10 @@ def fill_page(template: bytes, *, commit: str, built: int, base_url: str) -> byt
         _BUILT: when.strftime("%Y-%m-%d %H:%M:%S UTC"),
         _BUILT_ISO: when.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    text = template.decode("utf-8")
-    for placeholder, value in values.items():
-        text = text.replace(placeholder, html.escape(value))
-    return text.encode("utf-8")
+    page = template
+    for placeholder, value in values.items():  # bytes.replace: a few ms even for a 4 MB page
+        page = page.replace(placeholder.encode(), html.escape(value).encode("utf-8"))
+    return page
 
 
 def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) -> Reply:

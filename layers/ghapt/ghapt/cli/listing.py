@@ -27,9 +27,8 @@ class RemoteError(GhaptError):
 
 
 def rows(listing: Mapping[str, Any], suite: str | None = None) -> list[dict[str, Any]]:
-    """One row per published package version, the suite first; ``suite`` keeps only that one."""
-    from debian.debian_support import Version
-
+    """One row per published package version (in the page's Debian order), the suite first;
+    ``suite`` keeps only that one."""
     suites: Mapping[str, list[dict[str, Any]]] = listing["suites"]
     if suite is not None and suite not in suites:
         known = ", ".join(suites) or "none"
@@ -38,8 +37,7 @@ def rows(listing: Mapping[str, Any], suite: str | None = None) -> list[dict[str,
     for name, entries in suites.items():
         if suite is not None and name != suite:
             continue
-        ordered = sorted(entries, key=lambda e: (e["package"], Version(e["version"]), e["architecture"]))
-        out += [{"suite": name, **e} for e in ordered]
+        out += [{"suite": name, **e} for e in entries]
     return out
 
 

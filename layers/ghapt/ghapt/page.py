@@ -50,6 +50,7 @@ _MACHINE = "<ghapt:machine>"
 _COMMIT = "<ghapt:commit>"
 _BUILT = "<ghapt:built>"
 _BUILT_ISO = "<ghapt:built-iso>"
+_MAIN = "<main>\n"
 _SENTINEL_BASE = "GHAPT-BASE-URL-SENTINEL"
 _SENTINEL_MACHINE = "GHAPT-MACHINE-SENTINEL"
 
@@ -157,7 +158,10 @@ def render_page(data: Mapping[str, Any]) -> bytes:
             for s, rows in suites.items()
         )
         or "none yet",
-        ' · <a href="#setup">client setup</a></p></nav>\n</header>\n<main>\n',
+        ' · <a href="#setup">client setup</a></p></nav>\n</header>\n',
+        # Every placeholder is above <main>: serving fills this short head, not the tables.
+        _setup_section(data),
+        _MAIN,
     ]
     for suite, ordered in suites.items():  # already in Debian order (``listing``)
         parts.append(f'<section id="suite-{esc(suite)}">\n<h2>{esc(suite)}</h2>\n')
@@ -183,7 +187,6 @@ def render_page(data: Mapping[str, Any]) -> bytes:
                 f"<td>{release}</td></tr>\n"
             )
         parts.append("</tbody>\n</table>\n</section>\n")
-    parts.append(_setup_section(data))
     parts.append("</main>\n")
     parts.append(f'<script type="application/json" id="ghapt-index">{_script_json(data)}</script>\n')
     parts.append("</body>\n</html>\n")
@@ -280,10 +283,12 @@ def fill_page(template: bytes, *, commit: str, built: int, base_url: str) -> byt
         _BUILT: when.strftime("%Y-%m-%d %H:%M:%S UTC"),
         _BUILT_ISO: when.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    page = template
-    for placeholder, value in values.items():  # bytes.replace: a few ms even for a 4 MB page
-        page = page.replace(placeholder.encode(), html.escape(value).encode("utf-8"))
-    return page
+    # Placeholders only occur before <main> (the header and the client setup): fill that part.
+    cut = template.find(_MAIN.encode())
+    head, rest = (template, b"") if cut < 0 else (template[:cut], template[cut:])
+    for placeholder, value in values.items():
+        head = head.replace(placeholder.encode(), html.escape(value).encode("utf-8"))
+    return head + rest
 
 
 def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) -> Reply:

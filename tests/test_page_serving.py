@@ -126,3 +126,15 @@ def test_api_gateway_events_get_the_page_with_the_stage_url(services: Services, 
     assert "machine a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod login" in page
     headers = response.get("headers") or {k: v[0] for k, v in response["multiValueHeaders"].items()}
     assert headers["Content-Type"] == "text/html; charset=utf-8"
+
+
+def test_a_page_too_large_for_a_response_is_a_clear_500_not_a_broken_one(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ghapt.page
+
+    services.indexer.rebuild()
+    monkeypatch.setattr(ghapt.page, "MAX_INLINE_BYTES", 1000)
+    with serve(services) as running:
+        r = requests.get(running.url + "/", auth=AUTH, timeout=10)
+    assert r.status_code == 500 and "ghapt list" in r.text

@@ -38,7 +38,7 @@ from ghapt.core.errors import GhaptError, NotFound
 from ghapt.core.layout import PAGE_FILE
 from ghapt.core.model import IndexedAsset
 from ghapt.core.settings import Settings
-from ghapt.serving import BranchCache, Reply, _not_modified, http_date
+from ghapt.serving import MAX_INLINE_BYTES, BranchCache, Reply, _not_modified, http_date
 
 PAGE_FORMAT = 1
 KEY_FILE = "/etc/apt/keyrings/ghapt.asc"
@@ -84,6 +84,10 @@ class PageError(GhaptError):
     """A page that does not carry a readable listing."""
 
     status = 502
+
+
+class PageTooLarge(GhaptError):
+    """A page larger than a Lambda response may carry (about 6,000 package versions)."""
 
 
 # --- rendering (rebuild time) ----------------------------------------------------------------
@@ -312,7 +316,13 @@ def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) ->
     lowered = {k.lower(): v for k, v in headers.items()}
     if _not_modified(lowered, etag, snap.time):
         return Reply(304, reply_headers)
-    body = fill_page(cache.read(snap, PAGE_FILE), commit=snap.commit, built=snap.time, base_url=base_url)
+    template = cache.read(snap, PAGE_FILE)
+    if len(template) > MAX_INLINE_BYTES:
+        raise PageTooLarge(
+            f"the repository page is {len(template)} bytes, more than a response can carry; "
+            "`ghapt list --state DIR` (or --metadata-repo) lists the packages from the branch"
+        )
+    body = fill_page(template, commit=snap.commit, built=snap.time, base_url=base_url)
     return Reply(200, reply_headers, body)
 
 

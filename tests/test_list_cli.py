@@ -117,6 +117,7 @@ def test_errors_say_what_is_wrong(repo: tuple[Path, RunningServer], tmp_path: Pa
     assert "wrong-password" not in wrong.stderr + wrong.stdout
     empty = ghapt("list", "--state", str(tmp_path / "empty-state"))
     assert empty.returncode == 1 and "ghapt rebuild" in empty.stderr
+    assert not (tmp_path / "empty-state").exists()  # looking does not create a state directory
     no_creds = ghapt("list", "--url", server.url)
     assert no_creds.returncode == 2 and "--user" in no_creds.stderr
     no_state = ghapt("list")

@@ -59,6 +59,10 @@ def local_page(settings: Settings, environ: Mapping[str, str]) -> bytes:
     """The page at the head of the metadata branch (local git store, or GitHub's branch)."""
     from ghapt.bootstrap import Services
 
+    local = settings.backend == "local" and settings.state_dir is not None
+    if local and not (settings.state_dir / "metadata.git").is_dir():  # type: ignore[operator]
+        # Looking must not create a store (LocalGitStore initialises one on first use).
+        raise NotFound(f"no published index in {settings.state_dir}: run `ghapt rebuild`")
     store = Services(settings, environ).store
     head = store.head()
     page = store.read_file(head, PAGE_FILE) if head else None

@@ -8,9 +8,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DEMO ?= .ghapt/demo
 STACK ?= ghapt
-# Tools the tests drive for real; apt-ftparchive comes from apt-utils.
-SYSTEM_TOOLS := apt-get apt-ftparchive dpkg-deb dpkg-scanpackages gpg gpgv sqv git xz zstd
-SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv sqv git xz-utils zstd
+# Tools the tests drive for real; apt-ftparchive comes from apt-utils; chromium and its driver
+# open the repository page in a real browser (Selenium).
+SYSTEM_TOOLS := apt-get apt-ftparchive dpkg-deb dpkg-scanpackages gpg gpgv sqv git xz zstd chromium chromedriver
+SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv sqv git xz-utils zstd chromium chromium-driver
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps run test lint typecheck pytest cfn-lint sam-build bench first-index clean
@@ -18,7 +19,7 @@ SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv sqv git xz-utils zstd
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-system-deps: ## Install the Debian tools the tests and benchmarks use (apt-utils, dpkg-dev, gnupg, ...)
+system-deps: ## Install the Debian tools the tests and benchmarks use (apt-utils, dpkg-dev, gnupg, chromium, ...)
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages (missing:$$missing)"; \

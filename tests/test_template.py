@@ -385,6 +385,10 @@ def test_authorizer_cache_follows_its_parameter_and_cannot_exceed_300(sam: dict[
 EXPECTED_ROUTES = {
     ("/dists/{proxy+}", "get"): "MetadataFunction",
     ("/dists/{proxy+}", "head"): "MetadataFunction",
+    ("/", "get"): "MetadataFunction",
+    ("/", "head"): "MetadataFunction",
+    ("/index.html", "get"): "MetadataFunction",
+    ("/index.html", "head"): "MetadataFunction",
     ("/pool/{proxy+}", "get"): "PoolFunction",
     ("/pool/{proxy+}", "head"): "PoolFunction",
     ("/public.key", "get"): "PublicKeyFunction",

@@ -190,7 +190,10 @@ class Services:
     # --- serving and indexing ---------------------------------------------------------------
     @cached_property
     def branch_cache(self) -> BranchCache:
-        return BranchCache(self.store, ttl=self.settings.cache_seconds)
+        """Locally the head check is a file read, so every request looks (a ``ghapt rebuild`` from
+        another process is served at once); on GitHub it is an API call, made once per window."""
+        ttl = 0.0 if self.settings.backend == "local" else float(self.settings.cache_seconds)
+        return BranchCache(self.store, ttl=ttl)
 
     @cached_property
     def pool(self) -> PoolResolver:

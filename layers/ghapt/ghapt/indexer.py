@@ -46,6 +46,7 @@ from ghapt.core.routing import Routing, suites_listing
 from ghapt.core.settings import Settings
 from ghapt.deb.dists import build_dists, byhash_paths
 from ghapt.deb.placement import place
+from ghapt.page import page_files
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,7 @@ class Indexer:
         files[ASSETS_FILE] = _dump_json(new_record)
         files[POOL_FILE] = _dump_json(_pool_manifest(suites))
         files[SUITES_FILE] = _dump_json(suites_listing(routing, files))
+        files.update(page_files(suites, self.settings, self.signer.fingerprint))
 
         old_keys = {
             (s, p)

@@ -109,6 +109,16 @@ def _dists() -> Response:
     return _reply(reply, event.http_method)
 
 
+@metadata_app.route("/", method=["GET", "HEAD"])
+@metadata_app.route("/index.html", method=["GET", "HEAD"])
+def _page() -> Response:
+    from ghapt.page import serve_page
+
+    event = metadata_app.current_event
+    reply = serve_page(services().branch_cache, event.headers or {}, _base_url(event))
+    return _reply(reply, event.http_method)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 @tracer.capture_lambda_handler

@@ -151,6 +151,7 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
             auth.rstrip(),
             "",
             "Then: sudo apt-get update && sudo apt-get install hello-ghapt",
+            f"Browse it: {url}/ (login demo, the password in {secret_file})",
         ]
     )
     run_server(services, banner=banner)

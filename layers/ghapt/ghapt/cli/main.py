@@ -1,4 +1,4 @@
-"""The ``ghapt`` command: rebuild, serve, users, keys, client-config, doctor, demo.
+"""The ``ghapt`` command: rebuild, serve, list, users, keys, client-config, doctor, demo.
 
 Every option is also an environment variable (the same ``Settings`` the Lambda functions
 read), so a flag is only an override: ``--state DIR`` is ``GHAPT_STATE_DIR=DIR``.
@@ -12,7 +12,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from ghapt.cli import clientconfig, demo, doctor, keys, rebuild, serve, users
+from ghapt import __version__
+from ghapt.cli import clientconfig, demo, doctor, keys, listing, rebuild, serve, users
 from ghapt.cli.options import load_settings
 from ghapt.core.errors import ConfigError, GhaptError
 
@@ -20,10 +21,16 @@ log = logging.getLogger("ghapt")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ghapt", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="ghapt",
+        description="A private, signed APT repository whose .deb files live as GitHub Release assets.",
+        epilog="Every settings option is also an environment variable (--state DIR is GHAPT_STATE_DIR=DIR); "
+        "`ghapt COMMAND --help` describes each one with its default.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"ghapt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (rebuild, serve, users, keys, clientconfig, doctor, demo):
+    for command in (rebuild, serve, listing, users, keys, clientconfig, doctor, demo):
         command.register(sub)
     return parser
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ghapt.core.errors import ConfigError
-from ghapt.core.settings import Settings, env_name
+from ghapt.core.settings import Settings, env_name, reference
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -53,7 +53,16 @@ SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def add_settings(parser: argparse.ArgumentParser, flags: Mapping[str, tuple[str, dict[str, Any]]]) -> None:
     for flag, (name, kwargs) in flags.items():
-        parser.add_argument(flag, dest=name, default=None, help=f"(env {env_name(name)})", **kwargs)
+        parser.add_argument(flag, dest=name, default=None, help=setting_help(name), **kwargs)
+
+
+def setting_help(name: str) -> str:
+    """A flag's help: the setting's own description, its default and its environment variable."""
+    env = env_name(name)
+    row = next(r for r in reference() if r[0] == env)
+    default = f"default: {row[1]}; " if row[1] else ""
+    # argparse formats help with %, so a literal one must be doubled.
+    return f"{row[2]} ({default}env {env})".replace("%", "%%")
 
 
 def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

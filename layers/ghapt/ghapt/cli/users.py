@@ -76,7 +76,7 @@ def register(sub: Subparsers) -> None:
     ):
         q = users_sub.add_parser(action, help=helptext)
         if action != "list":
-            q.add_argument("name")
+            q.add_argument("name", help="the user's login (what auth.conf calls `login`)")
         if action == "add":
             q.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
             q.add_argument("--generate", action="store_true", help="generate a strong password and print it")

@@ -15,6 +15,7 @@ POOL_FILE = "ghapt/pool.json"  # pool path -> asset locator, for the pool functi
 GENERATIONS_FILE = "ghapt/generations.json"  # by-hash files kept per index generation
 # Served (behind auth) beside the suites, so clients can list them: a suite name cannot start with "_".
 SUITES_FILE = "dists/_suites.json"
+PAGE_FILE = "index.html"  # the repository page served at / (see ghapt.page)
 RECORD_VERSION = 1
 
 

@@ -71,6 +71,8 @@ class Asset:
     sha256: str | None = None
     # Source-specific data the pool needs to find the bytes again (repo, asset id, path, ...).
     locator: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # The release's web page (GitHub's ``html_url``), for the repository page; "" when there is none.
+    release_url: str = field(default="", compare=False, hash=False)
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,10 @@ class Settings:
     kms_key_id: str = _env("GHAPT_KMS_KEY_ID", "", "KMS key (id, ARN or alias) that signs Release.")
     queue_url: str = _env("GHAPT_QUEUE_URL", "", "SQS FIFO queue the webhook enqueues rebuilds on.")
     cache_seconds: int = _env(
-        "GHAPT_CACHE_SECONDS", 30, "How often a warm function checks the branch head (seconds)."
+        "GHAPT_CACHE_SECONDS",
+        30,
+        "How often a warm function checks the branch head (seconds); the local backend checks on "
+        "every request (a file read).",
     )
 
     reconcile_seconds: float = _env(

@@ -83,6 +83,7 @@ class GitHubReleaseSource:
             size=size,
             sha256=sha256,
             locator={"repo": repo, "asset_id": asset_id},
+            release_url=str(release.get("html_url") or ""),
         )
 
     def read_deb(self, asset: Asset) -> DebInfo:

@@ -44,15 +44,16 @@ class Route:
     auth: bool
 
     @property
+    def proxy(self) -> bool:
+        """A ``{proxy+}`` route (``/dists/``); the root ``/`` is an exact route."""
+        return self.path.endswith("/") and self.path != "/"
+
+    @property
     def resource(self) -> str:
-        return f"{self.path}{{proxy+}}" if self.path.endswith("/") else self.path
+        return f"{self.path}{{proxy+}}" if self.proxy else self.path
 
     def matches(self, path: str) -> bool:
-        return (
-            path.startswith(self.path) and len(path) > len(self.path)
-            if self.path.endswith("/")
-            else path == self.path
-        )
+        return path.startswith(self.path) and len(path) > len(self.path) if self.proxy else path == self.path
 
 
 ROUTES = (
@@ -61,6 +62,8 @@ ROUTES = (
     Route("/dists/", frozenset({"GET", "HEAD"}), "metadata_handler", auth=True),
     Route("/pool/", frozenset({"GET", "HEAD"}), "pool_handler", auth=True),
     Route("/token", frozenset({"POST"}), "token_handler", auth=True),
+    Route("/", frozenset({"GET", "HEAD"}), "metadata_handler", auth=True),
+    Route("/index.html", frozenset({"GET", "HEAD"}), "metadata_handler", auth=True),
 )
 
 
@@ -159,7 +162,7 @@ class ApiGateway:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         params = parse_qsl(query, keep_blank_values=True)
-        path_params = {"proxy": unquote(raw_path[len(route.path) :])} if route.path.endswith("/") else None
+        path_params = {"proxy": unquote(raw_path[len(route.path) :])} if route.proxy else None
         return {
             "resource": route.resource,
             "path": raw_path,

@@ -50,6 +50,14 @@ class LocalGitStore:
 
     # --- reading ----------------------------------------------------------------------------
     def head(self) -> str | None:
+        """The branch head: a read of the loose ref file (git replaces it atomically), so serving
+        can check it on every request; git itself answers when the ref is packed."""
+        try:
+            loose = (self.repo / self.ref).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            loose = ""
+        if _COMMIT_RE.match(loose):
+            return loose
         proc = self._run("rev-parse", "--verify", "--quiet", f"{self.ref}^{{commit}}", check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 

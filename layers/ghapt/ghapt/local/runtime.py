@@ -44,7 +44,7 @@ class LocalServer:
     def stop(self) -> None:
         from waitress.wasyncore import close_all
 
-        self._server.pull_trigger(lambda: close_all(self._map, ignore_all=True))
+        self._server.trigger.pull_trigger(lambda: close_all(self._map, ignore_all=True))
 
 
 def run_server(services: Services, banner: str | None, ready: Callable[[], None] | None = None) -> None:
@@ -202,6 +202,7 @@ class FolderWatcher:
             return self._progress.wait_for(lambda: condition(self), timeout)
 
     def _failed(self, exc: Exception) -> None:
+        self._published = None  # whatever the folder looks like now, the next poll rebuilds
         self.failures += 1
         self._failing += 1
         line = _one_line(exc)

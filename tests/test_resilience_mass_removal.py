@@ -172,3 +172,17 @@ def test_the_lambda_indexer_reports_a_refused_rebuild_as_a_failure(gh: FakeGitHu
     with pytest.raises(MassRemovalRefused):  # the schedule path: a function error
         run_indexer_event({}, None, services.indexer, logger=Quiet(), metrics=Quiet())
     assert gh.branch_head(META, "apt-metadata") == before
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"), [("true", True), ("1", True), ("false", False), ("0", False), ("", False)]
+)
+def test_the_allow_setting_reads_only_clear_words(value: str, allowed: bool) -> None:
+    assert Settings.from_env({"GHAPT_ALLOW_MASS_REMOVAL": value}).allow_mass_removal is allowed
+
+
+def test_an_unclear_allow_setting_is_a_configuration_error_not_false() -> None:
+    from ghapt.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="GHAPT_ALLOW_MASS_REMOVAL"):
+        Settings.from_env({"GHAPT_ALLOW_MASS_REMOVAL": "ture"})

@@ -174,3 +174,20 @@ def test_serve_survives_a_non_utf8_file_name_and_keeps_publishing(tmp_path: Path
         assert "weird" not in names(url)
     output = proc.stdout.read() if proc.stdout else ""
     assert "Traceback" not in output, output
+
+
+def test_a_refused_mass_removal_is_reported_once_and_the_last_good_index_is_served(tmp_path: Path) -> None:
+    with running(tmp_path) as (runtime, _, url):
+        watcher = runtime.watcher
+        assert watcher is not None
+        rel = tmp_path / "rel"
+        build_deb(rel / "v2", "second", "1.0-1", "all")
+        assert watcher.wait_until(lambda w: w.rebuilds >= 1, DEADLINE)
+        assert names(url) == {"base", "second"}
+        shutil.rmtree(rel / "v1")
+        shutil.rmtree(rel / "v2")
+        assert watcher.wait_until(lambda w: w.failures >= 3, DEADLINE), "retried on every poll"
+        assert "refusing to remove 2 of 2 published packages" in watcher.last_error
+        assert names(url) == {"base", "second"}, "the last good index is still served"
+    reports = runtime.reports  # type: ignore[attr-defined]
+    assert len(reports) == 1 and "--allow-mass-removal" in reports[0], reports

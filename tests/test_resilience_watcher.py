@@ -74,6 +74,12 @@ def running(tmp_path: Path) -> Iterator[tuple[LocalRuntime, VanishingSource, str
     runtime.reports = reports  # type: ignore[attr-defined]
 
 
+def publish(tmp_path: Path, tag: str, package: str) -> None:
+    """Build a real .deb aside and move its tag folder in at once: no half-written file is seen."""
+    staged = build_deb(tmp_path / "staging" / package / tag, package, "1.0-1", "all")
+    os.rename(staged.parent, tmp_path / "rel" / tag)
+
+
 def names(url: str) -> set[str]:
     text = requests.get(f"{url}/dists/stable/main/binary-amd64/Packages", auth=AUTH, timeout=10).text
     return {line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("Package: ")}
@@ -97,7 +103,7 @@ def test_a_file_or_folder_vanishing_mid_rebuild_is_just_another_change(tmp_path:
         # The next poll sees the change (the file is gone) and publishes without it.
         assert watcher.wait_until(lambda w: w.rebuilds >= 1, DEADLINE)
         assert names(url) == {"base"}
-        build_deb(rel / "v3", "later", "1.0-1", "all")
+        publish(tmp_path, "v3", "later")
         assert watcher.wait_until(lambda w: w.rebuilds >= 2, DEADLINE)
         assert names(url) == {"base", "later"}
     reports = runtime.reports  # type: ignore[attr-defined]
@@ -181,7 +187,7 @@ def test_a_refused_mass_removal_is_reported_once_and_the_last_good_index_is_serv
         watcher = runtime.watcher
         assert watcher is not None
         rel = tmp_path / "rel"
-        build_deb(rel / "v2", "second", "1.0-1", "all")
+        publish(tmp_path, "v2", "second")
         assert watcher.wait_until(lambda w: w.rebuilds >= 1, DEADLINE)
         assert names(url) == {"base", "second"}
         shutil.rmtree(rel / "v1")

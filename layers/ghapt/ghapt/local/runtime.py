@@ -44,7 +44,10 @@ class LocalServer:
     def stop(self) -> None:
         from waitress.wasyncore import close_all
 
-        self._server.trigger.pull_trigger(lambda: close_all(self._map, ignore_all=True))
+        try:
+            self._server.trigger.pull_trigger(lambda: close_all(self._map, ignore_all=True))
+        except OSError:  # the loop's trigger is gone already: close what is left from here
+            close_all(self._map, ignore_all=True)
 
 
 def run_server(services: Services, banner: str | None, ready: Callable[[], None] | None = None) -> None:

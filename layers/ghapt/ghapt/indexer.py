@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ghapt.core.errors import BadDebError, ConfigError, GhaptError, StaleHead
+from ghapt.core.errors import BadDebError, ConfigError, GhaptError, MassRemovalRefused, StaleHead
 from ghapt.core.layout import (
     ASSETS_FILE,
     GENERATIONS_FILE,
@@ -75,6 +75,7 @@ class RebuildResult:
     def complete(self) -> bool:
         """Whether the index covers every asset; if not, another rebuild continues from here."""
         return self.remaining == 0
+    refused: str = ""  # why the mass-removal guard refused (or, in a dry run, would refuse) to commit
 
     def summary(self) -> str:
         lines = [
@@ -84,8 +85,12 @@ class RebuildResult:
         ]
         lines += [f"  skipped {s.asset.key} ({s.asset.name}): {s.reason}" for s in self.skipped]
         lines += [f"  routing rule matched no asset: {r}" for r in self.unused_routes]
+        if self.refused:
+            lines.append(f"refused: {self.refused}")
         if self.changed:
             lines.append(f"commit: {self.commit}" if self.commit else "commit: none (dry run)")
+        elif self.refused:
+            lines.append("commit: none (refused; the branch is untouched)")
         else:
             lines.append(f"unchanged: no commit (head {self.head})")
         if not self.complete:
@@ -231,6 +236,7 @@ class Indexer:
             reused=reading.reused,
             remaining=reading.remaining,
         )
+        result.refused = mass_removal(known, [a.key for a in assets], result.removed, self.settings)
         return _Plan(head, head_files, files, suites, result, reading.failure)
 
     def _publish(self, plan: _Plan, *, dry_run: bool) -> RebuildResult:
@@ -256,6 +262,8 @@ class Indexer:
         )
         if unchanged:
             return result
+        if result.refused and not dry_run:
+            raise MassRemovalRefused(result.refused, result)
 
         # Sign, keep older by-hash generations, and delete what no generation needs any more.
         for release_path in [p for p in files if p.endswith("/Release")]:
@@ -325,7 +333,7 @@ class Indexer:
             try:
                 return self.source.read_deb(asset)
             except BadDebError as exc:
-                log.warning("skipping broken .deb", extra={"asset": asset.key, "reason": exc.reason})
+                log.warning(f"skipping {asset.key}: {exc.reason}", extra={"asset": asset.key})
                 return exc
 
         read = 0
@@ -443,6 +451,45 @@ def _deb_record(asset: Asset, deb: DebInfo) -> dict[str, Any]:
         "hashes": {k: v for k, v in vars(deb.hashes).items() if v},
         "control": [list(kv) for kv in deb.control],
     }
+def mass_removal(
+    known: Mapping[str, Any], listed: Iterable[str], removed: list[str], settings: Settings
+) -> str:
+    """Why this rebuild must not be committed, or "" when it may.
+
+    A typo in a path, a wrong variable or a token that suddenly sees no releases looks exactly
+    like "every package was deleted". So a rebuild that would remove more than
+    ``GHAPT_MASS_REMOVAL_SHARE`` of the published packages, or every package of one source (a
+    GitHub repository, the local folder) because it lists no asset at all any more, is refused
+    unless ``GHAPT_ALLOW_MASS_REMOVAL`` says it is meant. ``known`` is the published record
+    (asset key -> entry), ``listed`` the keys of every asset the source lists now."""
+    if settings.allow_mass_removal or not removed:
+        return ""
+    published = {(v.get("suite"), v.get("pool_path")) for v in known.values()}
+    before = {_source_of(key) for key in known}
+    after = {_source_of(key) for key in listed}
+    emptied = sorted(before - after)
+    too_many = len(removed) > settings.mass_removal_share * len(published)
+    if not too_many and not emptied:
+        return ""
+    why = []
+    if too_many:
+        why.append(f"more than {settings.mass_removal_share:g} of them (GHAPT_MASS_REMOVAL_SHARE)")
+    if emptied:
+        why.append("nothing listed any more by " + ", ".join(emptied))
+    shown = ", ".join(removed[:20]) + (f" and {len(removed) - 20} more" if len(removed) > 20 else "")
+    return (
+        f"refusing to remove {len(removed)} of {len(published)} published packages ({'; '.join(why)}): "
+        f"{shown}. Check the releases folder or repositories and the credentials; if the removal "
+        "is meant, rebuild once with --allow-mass-removal (GHAPT_ALLOW_MASS_REMOVAL=true)"
+    )
+
+
+def _source_of(asset_key: str) -> str:
+    """The source an asset key (``github:OWNER/NAME:ID``, ``local:TAG/FILE``) belongs to."""
+    kind, _, rest = asset_key.partition(":")
+    if kind == "github":
+        return f"repository {rest.split(':', 1)[0]}"
+    return "the releases folder" if kind == "local" else kind
 
 
 def _is_release(path: str) -> bool:

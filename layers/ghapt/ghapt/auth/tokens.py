@@ -169,6 +169,10 @@ class TokenService:
         self.rules = rules
         self._clock = clock
 
+    def check_key(self) -> None:
+        """Load the key now: a server checks it at start (a short key file is a ``ConfigError``)."""
+        self._key()
+
     def _mac(self, signed: str) -> bytes:
         binding = f"ghapt-token-v1\n{self.issuer}\n{self.audience}\n{signed}".encode()
         return hmac.new(self._key(), binding, hashlib.sha256).digest()

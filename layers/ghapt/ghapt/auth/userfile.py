@@ -50,6 +50,16 @@ class UserFile(EditableUsers):
         """The stored hash of ``name`` (``UserStore``), from the file as it is now."""
         return self._current().get(name)
 
+    def version(self) -> tuple[int, ...] | None:
+        """A stamp that changes whenever the file does (None when absent): a local server drops
+        every cached authorization decision when it changes, so ``users remove`` and a new
+        password take effect on the next request."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
     def _current(self) -> dict[str, str]:
         try:
             st = os.stat(self.path)

@@ -48,13 +48,29 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         settings = load_settings(args, env)
         return int(args.func(args, settings, env))
     except ConfigError as exc:
-        print(f"ghapt: configuration error: {exc}", file=sys.stderr)
+        print(f"ghapt: configuration error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except GhaptError as exc:
-        print(f"ghapt: {exc}", file=sys.stderr)
+        print(f"ghapt: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # no traceback, ever: one line, and the details with --verbose
+        log.debug("unexpected error", exc_info=True)
+        print(f"ghapt: unexpected error: {_one_line(_describe(exc))}", file=sys.stderr)
+        return 1
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        return f"{exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _one_line(text: str) -> str:
+    """One printable line, whatever the message holds (newlines, undecodable file names)."""
+    return os.fsencode(" ".join(text.split())).decode("utf-8", "backslashreplace")
 
 
 if __name__ == "__main__":

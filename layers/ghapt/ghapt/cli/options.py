@@ -44,6 +44,9 @@ USERS_SECRET_FLAG: dict[str, tuple[str, dict[str, Any]]] = {
 KMS_FLAG: dict[str, tuple[str, dict[str, Any]]] = {
     "--kms-key-id": ("kms_key_id", {"metavar": "ID"}),
 }
+REMOVAL_FLAG: dict[str, tuple[str, dict[str, Any]]] = {
+    "--allow-mass-removal": ("allow_mass_removal", {"action": "store_true"}),
+}
 SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--host": ("host", {}),
     "--port": ("port", {"type": int}),
@@ -73,6 +76,7 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
             *SERVE_FLAGS.values(),
             *USERS_SECRET_FLAG.values(),
             *KMS_FLAG.values(),
+            *REMOVAL_FLAG.values(),
         )
         if getattr(args, name, None) is not None
     }

@@ -9,15 +9,18 @@ from typing import Any
 
 from ghapt.cli.options import (
     KMS_FLAG,
+    REMOVAL_FLAG,
     SETTING_FLAGS,
     Subparsers,
     add_settings,
 )
+from ghapt.core.errors import MassRemovalRefused
 from ghapt.core.settings import Settings
 
 
 def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
     from ghapt.bootstrap import Services
+    from ghapt.indexer import RebuildResult
 
     services = Services(settings, environ)
     progress = _progress_printer()
@@ -25,6 +28,10 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
         result = services.indexer.rebuild(
             dry_run=args.dry_run, progress=progress, time_budget=args.time_budget, rekey=args.rekey
         )
+    except MassRemovalRefused as exc:
+        if isinstance(exc.result, RebuildResult):
+            print(exc.result.summary())  # what it would add, remove and skip; the reason goes to stderr
+        raise
     finally:
         if progress is not None:
             progress("done", {})
@@ -64,6 +71,7 @@ def register(sub: Subparsers) -> None:
     p = sub.add_parser("rebuild", help="index the releases and commit the signed index (one commit)")
     add_settings(p, SETTING_FLAGS)
     add_settings(p, KMS_FLAG)
+    add_settings(p, REMOVAL_FLAG)
     p.add_argument("--dry-run", action="store_true", help="show what would change; commit nothing")
     p.add_argument(
         "--time-budget",

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping
 
 from ghapt.cli.options import (
+    REMOVAL_FLAG,
     SERVE_FLAGS,
     SETTING_FLAGS,
     Subparsers,
@@ -26,5 +27,6 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
 def register(sub: Subparsers) -> None:
     p = sub.add_parser("serve", help="serve the repository locally (rebuilds when the releases change)")
     add_settings(p, SETTING_FLAGS)
+    add_settings(p, REMOVAL_FLAG)
     add_settings(p, SERVE_FLAGS)
     p.set_defaults(func=run)

@@ -58,6 +58,26 @@ class RateLimited(UpstreamError):
         self.retry_after = retry_after
 
 
+class SourceChanged(GhaptError):
+    """The releases changed while a rebuild read them (a file vanished or was rewritten).
+
+    Nothing is published; the next rebuild (the watcher's next poll) sees the new state."""
+
+    status = 409
+
+
+class MassRemovalRefused(GhaptError):
+    """A rebuild would remove too much of what is published; nothing was committed.
+
+    ``result`` is the refused rebuild's result (what it would add, remove and skip)."""
+
+    status = 409
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class StaleHead(GhaptError):
     """The metadata branch moved under us (git: non-fast-forward). Rebuild on the new head."""
 

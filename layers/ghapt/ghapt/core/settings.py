@@ -173,6 +173,19 @@ class Settings:
     poll_seconds: float = _env(
         "GHAPT_POLL_SECONDS", 2.0, "`ghapt serve`: how often the releases folder is checked for changes."
     )
+    # --- the guard against mass removal ------------------------------------------------------
+    mass_removal_share: float = _env(
+        "GHAPT_MASS_REMOVAL_SHARE",
+        0.5,
+        "A rebuild that would remove more than this share of the published packages, or every "
+        "package of one repository, refuses unless mass removal is allowed.",
+    )
+    allow_mass_removal: bool = _env(
+        "GHAPT_ALLOW_MASS_REMOVAL",
+        False,
+        "Let a rebuild remove more than GHAPT_MASS_REMOVAL_SHARE of the published packages, or empty "
+        "a repository (`true` for one deliberate clean-up; leave it `false`).",
+    )
 
     # -------------------------------------------------------------------------------------
     @classmethod
@@ -228,6 +241,8 @@ class Settings:
                 "GHAPT_AUTH_CACHE_SECONDS must be between 0 and 300: a cached decision must not outlive "
                 "the OIDC token it was made for"
             )
+        if not 0.0 <= self.mass_removal_share <= 1.0:
+            raise ConfigError("GHAPT_MASS_REMOVAL_SHARE must be between 0 and 1 (0.5: half the packages)")
         if not 60 <= self.token_ttl_seconds <= 86400:
             raise ConfigError("GHAPT_TOKEN_TTL_SECONDS must be between 60 and 86400 (24 h)")
         if not self.token_login or any(c.isspace() or c == ":" for c in self.token_login):
@@ -301,7 +316,10 @@ def _coerce(name: str, env: str, raw: Any, default: Any) -> Any:
     hint = Settings.__dataclass_fields__[name].type
     try:
         if isinstance(default, bool):
-            return str(raw).lower() in ("1", "true", "yes", "on")
+            word = str(raw).lower()
+            if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(word)
+            return word in ("1", "true", "yes", "on")
         if isinstance(default, float):
             return float(raw)
         if isinstance(default, int):

@@ -48,7 +48,8 @@ def place(debs: Iterable[tuple[Asset, DebInfo]], routing: Routing, component: st
     for asset, deb in debs:
         try:
             path = pool_path(deb, component)
-        except BadDebError as exc:
+        except BadDebError as exc:  # a hostile or broken name: skip this one, publish the rest
+            log.warning(f"skipping {asset.key}: {exc.reason}", extra={"asset": asset.key})
             skipped.append(Skipped(asset, exc.reason))
             continue
         suites, matched = routing.suites_for(asset, deb)

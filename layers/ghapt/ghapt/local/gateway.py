@@ -104,6 +104,7 @@ class ApiGateway:
         self.access_log = access_log
         self._policies: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._users_seen: object = None  # the users file's version the cached policies were made with
 
     # --- WSGI ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -207,6 +208,7 @@ class ApiGateway:
         )
         if not header:
             return unauthorized, {}
+        self._forget_policies_if_users_changed()
         method_arn = self._method_arn(event["httpMethod"], event["path"])
         cache_key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
         now = self.clock()
@@ -246,6 +248,19 @@ class ApiGateway:
         context = dict(policy.get("context") or {})
         context["principalId"] = policy.get("principalId")
         return None, context
+
+    def _forget_policies_if_users_changed(self) -> None:
+        """Unlike API Gateway, the local server can see the users file change: drop every cached
+        decision then, so a removed user or an old password is refused on the next request."""
+        try:
+            version_of = getattr(self.services.authenticator.users, "version", None)
+            version = version_of() if callable(version_of) else None
+        except Exception:  # the authorizer reports a broken configuration itself (fail closed)
+            version = None
+        with self._lock:
+            if version != self._users_seen:
+                self._policies.clear()
+                self._users_seen = version
 
     def _respond(self, result: dict[str, Any], method: str, start_response: StartResponse) -> Iterable[bytes]:
         status = int(result.get("statusCode", 500))

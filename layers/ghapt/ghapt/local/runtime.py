@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -43,57 +44,184 @@ class LocalServer:
     def stop(self) -> None:
         from waitress.wasyncore import close_all
 
-        self._server.pull_trigger(lambda: close_all(self._map, ignore_all=True))
+        try:
+            self._server.trigger.pull_trigger(lambda: close_all(self._map, ignore_all=True))
+        except OSError:  # the loop's trigger is gone already: close what is left from here
+            close_all(self._map, ignore_all=True)
 
 
 def run_server(services: Services, banner: str | None, ready: Callable[[], None] | None = None) -> None:
     """Rebuild if needed, watch the release folder, and serve until interrupted."""
-    from ghapt.local.gateway import ApiGateway
-
-    settings = services.settings
-    lock = threading.Lock()
-
-    def rebuild() -> None:
-        with lock:
-            result = services.rebuild_now()
-            if result.changed:
-                print(f"rebuilt: {result.summary().splitlines()[0]} ({result.commit})", flush=True)
-
-    rebuild()
-    if settings.backend == "local":
-        threading.Thread(target=_watch, args=(services, rebuild), daemon=True, name="ghapt-watch").start()
-    else:
-        threading.Thread(target=_reconcile, args=(services,), daemon=True, name="ghapt-reconcile").start()
-    try:
-        server = LocalServer(ApiGateway(services), settings.host, settings.port)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
-            "pick another --port (GHAPT_PORT)"
-        ) from None
+    runtime = LocalRuntime(services)
+    runtime.start()
     if banner:
         print(banner, flush=True)
-    print(f"ghapt serving on http://{settings.host}:{settings.port} (Ctrl-C stops)", flush=True)
+    print(f"ghapt serving on http://{services.settings.host}:{runtime.port} (Ctrl-C stops)", flush=True)
     if ready:
         ready()
-    server.run()
+    runtime.serve_forever()
 
 
-def _watch(services: Services, rebuild: Callable[[], None]) -> None:
-    """Poll the release folder; any change (new, removed or rewritten file) triggers a rebuild."""
-    settings = services.settings
-    last = _folder_state(settings.releases_dir)
-    while True:
-        time.sleep(settings.poll_seconds)
-        now = _folder_state(settings.releases_dir)
-        if now != last:
-            time.sleep(min(settings.poll_seconds, 1.0))  # let a copy in progress finish
-            now = _folder_state(settings.releases_dir)
-            try:
-                rebuild()
-                last = now
-            except GhaptError as exc:
-                print(f"rebuild failed: {exc}", file=sys.stderr, flush=True)
+class LocalRuntime:
+    """``ghapt serve`` in pieces: ``start`` (first rebuild, watcher, socket), ``serve_forever``, ``stop``.
+
+    A first rebuild that fails for any reason but the configuration (a mass removal refused, a
+    file that changed while it was read) does not stop the server: it serves the index it has,
+    and the watcher retries on its next poll."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.watcher: FolderWatcher | None = None
+        self._lock = threading.Lock()
+        self._server: LocalServer | None = None
+
+    def rebuild(self) -> None:
+        with self._lock:
+            result = self.services.rebuild_now()
+        if result.changed:
+            print(f"rebuilt: {result.summary().splitlines()[0]} ({result.commit})", flush=True)
+
+    def start(self) -> None:
+        from ghapt.local.gateway import ApiGateway
+
+        settings = self.services.settings
+        # Key files are checked before anything else: a truncated one stops `serve` naming the file.
+        if settings.state_dir is not None and settings.backend == "local":
+            _ = self.services.url_key
+        if self.services.tokens is not None:
+            self.services.tokens.check_key()
+        if settings.backend == "local":
+            self.watcher = FolderWatcher(
+                settings.releases_dir, self.rebuild, poll_seconds=settings.poll_seconds
+            )
+            self.watcher.first_rebuild()
+            threading.Thread(target=self.watcher.run, daemon=True, name="ghapt-watch").start()
+        else:
+            self.rebuild()
+            threading.Thread(
+                target=_reconcile, args=(self.services,), daemon=True, name="ghapt-reconcile"
+            ).start()
+        try:
+            self._server = LocalServer(ApiGateway(self.services), settings.host, settings.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+                "pick another --port (GHAPT_PORT)"
+            ) from None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return self._server.port
+
+    def serve_forever(self) -> None:
+        assert self._server is not None, "start() first"
+        self._server.run()
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self._server is not None:
+            self._server.stop()
+
+
+FolderState = tuple[tuple[str, ...], ...]
+
+
+class FolderWatcher:
+    """Polls the releases folder and rebuilds when anything in it changes.
+
+    Nothing it meets can stop it: a failed poll or rebuild (a file or folder that vanished
+    mid-scan, a name that is not UTF-8, a refused mass removal) is reported in one line, counted
+    in ``failures``, and retried on the next poll, while the server keeps serving the last good
+    index. A vanished file or folder is just another change. ``polls``, ``rebuilds`` and
+    ``failures`` count what happened; ``wait_until`` lets a caller wait for a condition on them."""
+
+    def __init__(
+        self,
+        root: Path | None,
+        rebuild: Callable[[], None],
+        *,
+        poll_seconds: float,
+        settle_seconds: float | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.root = root
+        self._rebuild = rebuild
+        self.poll_seconds = poll_seconds
+        # Let a copy in progress finish before reading it.
+        self.settle_seconds = min(poll_seconds, 1.0) if settle_seconds is None else settle_seconds
+        self.report = report or _to_stderr
+        self.polls = 0
+        self.rebuilds = 0
+        self.failures = 0
+        self.last_error = ""
+        self._failing = 0  # failures since the last success
+        self._published: FolderState | None = None  # None: rebuild on the next poll
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+
+    def first_rebuild(self) -> None:
+        """The start-up rebuild: a configuration error stops ``serve``; anything else is retried."""
+        state = folder_state(self.root)
+        try:
+            self._rebuild()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            self._published = state
+
+    def run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.poll_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def poll_once(self) -> None:
+        try:
+            if folder_state(self.root) != self._published:
+                if self.settle_seconds and self._stop.wait(self.settle_seconds):
+                    return
+                state = folder_state(self.root)  # taken before reading: a later change is seen next
+                self._rebuild()
+                self._published = state
+                self.rebuilds += 1
+                if self._failing:
+                    self.report(f"ghapt: rebuild succeeded after {self._failing} failed attempt(s)")
+                    self._failing, self.last_error = 0, ""
+        except Exception as exc:  # the watcher must never die: report, count, retry next poll
+            self._failed(exc)
+        finally:
+            with self._progress:
+                self.polls += 1
+                self._progress.notify_all()
+
+    def wait_until(self, condition: Callable[[FolderWatcher], bool], timeout: float) -> bool:
+        """Block until ``condition(self)`` holds after some poll, or ``timeout`` seconds pass."""
+        with self._progress:
+            return self._progress.wait_for(lambda: condition(self), timeout)
+
+    def _failed(self, exc: Exception) -> None:
+        self._published = None  # whatever the folder looks like now, the next poll rebuilds
+        self.failures += 1
+        self._failing += 1
+        line = _one_line(exc)
+        if line != self.last_error:  # the same failure every poll is reported once
+            self.report(f"ghapt: rebuild failed, retrying on the next poll: {line}")
+        self.last_error = line
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, GhaptError) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if text else type(exc).__name__
 
 
 def _reconcile(services: Services) -> None:
@@ -105,14 +233,38 @@ def _reconcile(services: Services) -> None:
         services.queue.enqueue("scheduled reconcile", f"reconcile-{n}")
 
 
-def _folder_state(root: Path | None) -> tuple[tuple[str, int, int], ...]:
-    if root is None or not root.is_dir():
+def folder_state(root: Path | None) -> FolderState:
+    """A snapshot of everything a rebuild of ``root`` reads (``*.deb`` entries with their type,
+    size and time, targets of symlinks included). It never raises: an unreadable folder is a
+    state of its own, so the rebuild that reports it runs."""
+    if root is None:
         return ()
-    out = []
-    for path in sorted(root.glob("*/*.deb")):
+    try:
+        with os.scandir(root) as it:
+            tags = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        return (("!", type(exc).__name__),)
+    out: list[tuple[str, ...]] = []
+    for tag in tags:
         try:
-            st = path.stat()
-        except FileNotFoundError:
+            if tag.name.startswith(".") or not tag.is_dir():
+                continue
+            with os.scandir(tag.path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            out.append((tag.name, "!", type(exc).__name__))
             continue
-        out.append((str(path), st.st_size, st.st_mtime_ns))
+        for entry in entries:
+            if entry.name.endswith(".deb") and not entry.name.startswith("."):
+                out.append((tag.name, entry.name, *_stamp(entry.path)))
     return tuple(out)
+
+
+def _stamp(path: str) -> tuple[str, ...]:
+    for follow in (True, False):
+        try:
+            st = os.stat(path, follow_symlinks=follow)
+        except OSError:
+            continue
+        return (str(follow), str(st.st_mode), str(st.st_size), str(st.st_mtime_ns), str(st.st_ino))
+    return ("gone",)

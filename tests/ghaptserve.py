@@ -109,7 +109,9 @@ def ghapt_serve(
                 break
             except requests.ConnectionError:
                 if time.monotonic() > deadline:
-                    raise AssertionError("ghapt serve never answered:\n" + "\n".join(running.output)) from None
+                    raise AssertionError(
+                        "ghapt serve never answered:\n" + "\n".join(running.output)
+                    ) from None
                 time.sleep(0.05)
         yield running
     finally:

@@ -54,7 +54,9 @@ def _expected(state: Path) -> tuple[dict[str, str], dict[str, str]]:
 def test_concurrent_requests_are_each_answered_with_their_own_data(tmp_path: Path) -> None:
     releases, state = tmp_path / "releases", tmp_path / "state"
     for i, (name, version, arch) in enumerate(PACKAGES):
-        build_deb(releases / f"v{i}", name, version, arch, files={f"usr/share/doc/{name}/x": name.encode() * 50})
+        build_deb(
+            releases / f"v{i}", name, version, arch, files={f"usr/share/doc/{name}/x": name.encode() * 50}
+        )
     UserFile(state / "users.json").add(*AUTH)
     env = {"GHAPT_ARCHITECTURES": " ".join(ARCHES)}
     with ghapt_serve(releases, state, env=env, prelude=TINY_SWITCH_INTERVAL + CPU_BURNER) as server:

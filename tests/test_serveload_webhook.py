@@ -17,7 +17,11 @@ SECRET = b"edge-secret"
 
 def _headers(body: bytes, delivery: str = "d-1") -> dict[str, str]:
     sig = hmac.new(SECRET, body, hashlib.sha256).hexdigest()
-    return {"X-Hub-Signature-256": f"sha256={sig}", "X-GitHub-Event": "release", "X-GitHub-Delivery": delivery}
+    return {
+        "X-Hub-Signature-256": f"sha256={sig}",
+        "X-GitHub-Event": "release",
+        "X-GitHub-Delivery": delivery,
+    }
 
 
 class Clock:

@@ -50,7 +50,8 @@ class RecentDeliveries:
         now = self.clock()
         with self._lock:
             while self._seen and (
-                len(self._seen) + len(keys) > self.size or now - next(iter(self._seen.values())) >= self.window
+                len(self._seen) + len(keys) > self.size
+                or now - next(iter(self._seen.values())) >= self.window
             ):
                 self._seen.popitem(last=False)
             if any(k in self._seen for k in keys):

@@ -13,6 +13,7 @@ Powertools' class attribute ``BaseRouter.current_event``, which every router and
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -32,19 +33,40 @@ from ghapt.serving import Reply, clean_path, serve_dists
 
 
 class QuietMetrics(Metrics):
-    """Powertools' Metrics, recording nothing while metrics are off.
+    """Powertools' Metrics, recording nothing while metrics are off, and safe across threads.
 
     With ``POWERTOOLS_METRICS_DISABLED`` Powertools skips the flush at the end of an invocation
     but keeps adding values, and prints the whole set every 100 values of a metric anyway: a
-    blob on stdout every 100 requests of ``ghapt serve``."""
+    blob on stdout every 100 requests of ``ghapt serve``. And its metric set is one class-level
+    dict for every instance: on ``ghapt serve``'s threads one request's flush would clear
+    another's metrics between its check and its serialization (a 500). Adding and flushing
+    hold one lock; each flush publishes what all requests have added since the last one."""
+
+    _lock = threading.Lock()
 
     def add_metric(self, name: str, unit: Any, value: float, resolution: Any = 60) -> None:
         if not is_metrics_disabled():
-            super().add_metric(name, unit, value, resolution)
+            with self._lock:
+                super().add_metric(name, unit, value, resolution)
 
     def add_dimension(self, name: str, value: str) -> None:
         if not is_metrics_disabled():
-            super().add_dimension(name, value)
+            with self._lock:
+                super().add_dimension(name, value)
+
+    def published(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Like Powertools' ``log_metrics``: flush after the handler, here under the lock."""
+
+        @functools.wraps(handler)
+        def decorate(event: Any, context: Any) -> Any:
+            try:
+                return handler(event, context)
+            finally:
+                with self._lock:
+                    if self.metric_set and not is_metrics_disabled():
+                        self.flush_metrics()
+
+        return decorate
 
 
 logger = Logger(service="ghapt")
@@ -200,7 +222,7 @@ metadata_routes = Routes("/dists/.+", ("GET", "HEAD"), _dists)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def metadata_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return metadata_routes.resolve(event, context)
@@ -216,7 +238,7 @@ pool_routes = Routes("/pool/.+", ("GET", "HEAD"), _pool)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def pool_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pool_routes.resolve(event, context)
@@ -243,7 +265,7 @@ def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 # --- authorizer --------------------------------------------------------------------------------
 @logger.inject_lambda_context
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def authorizer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from ghapt.aws.authorizer import handle_event
@@ -264,7 +286,7 @@ webhook_routes = Routes("/webhook", ("POST",), _webhook)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return webhook_routes.resolve(event, context)
@@ -272,7 +294,7 @@ def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 # --- indexer -----------------------------------------------------------------------------------
 @logger.inject_lambda_context
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule."""
@@ -306,7 +328,7 @@ token_routes = Routes("/token", ("POST",), _token)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def token_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return token_routes.resolve(event, context)

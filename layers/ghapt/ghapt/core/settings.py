@@ -227,7 +227,9 @@ class Settings:
         if self.connection_limit < 4:
             raise ConfigError(f"GHAPT_CONNECTION_LIMIT={self.connection_limit} must be at least 4")
         if not 0 < self.channel_timeout <= 3600:
-            raise ConfigError(f"GHAPT_CHANNEL_TIMEOUT={self.channel_timeout} must be between 0 and 3600 seconds")
+            raise ConfigError(
+                f"GHAPT_CHANNEL_TIMEOUT={self.channel_timeout} must be between 0 and 3600 seconds"
+            )
         if not 0 <= self.auth_cache_seconds <= 300:
             raise ConfigError(
                 "GHAPT_AUTH_CACHE_SECONDS must be between 0 and 300: a cached decision must not outlive "

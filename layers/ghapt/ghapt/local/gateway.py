@@ -157,7 +157,9 @@ class ApiGateway:
             body = _read_body(environ, route.max_body)
             if body is None:
                 return _text(
-                    start_response, 413, f"the body is larger than {route.max_body} bytes ({route.resource})\n"
+                    start_response,
+                    413,
+                    f"the body is larger than {route.max_body} bytes ({route.resource})\n",
                 )
             event = self._event(route, method, raw_path, query, environ, body)
             del body  # the event holds the one copy from here on
@@ -200,7 +202,9 @@ class ApiGateway:
             del headers[name], multi[name]
         headers["X-Forwarded-Proto"] = environ.get("wsgi.url_scheme", "http")
         multi["X-Forwarded-Proto"] = [headers["X-Forwarded-Proto"]]
-        domain = self.domain or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+        domain = (
+            self.domain or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+        )
         text = _text_body(body)
         params = parse_qsl(query, keep_blank_values=True)
         path_params = {"proxy": unquote(raw_path[len(route.path) :])} if route.path.endswith("/") else None

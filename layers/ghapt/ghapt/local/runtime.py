@@ -80,7 +80,7 @@ def run_server(services: Services, banner: str | None, ready: Callable[[], None]
     from ghapt.local.gateway import ApiGateway
 
     settings = services.settings
-    if not settings.public_url and settings.host in ("", "0.0.0.0", "::"):
+    if not settings.public_url and settings.host in ("", "0.0.0.0", "::"):  # noqa: S104 - a check
         raise ConfigError(
             f"--host {settings.host or '(all)'} listens on every address: set --public-url "
             "(GHAPT_PUBLIC_URL) to the URL clients use; redirects are built from it, never from a "

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run                   # everything (make bench), about 70 s on 2 cores
     python -m benchmarks.run --quick           # small inputs, about 15 s
-    python -m benchmarks.run --only index      # one benchmark: index, memory, github, serving, scale
+    python -m benchmarks.run --only index      # one: index, memory, github, serving, scale, concurrent
 
 The results are also written to ``benchmarks/RESULTS.md`` (overwritten each run; ``--output``
 picks another file, ``--no-write`` none).
@@ -19,7 +19,7 @@ from pathlib import Path
 from .common import RSS_METHOD, Section, environment
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-NAMES = ("index", "memory", "github", "serving", "scale")
+NAMES = ("index", "memory", "github", "serving", "scale", "concurrent")
 
 
 def _log(message: str) -> None:
@@ -28,7 +28,7 @@ def _log(message: str) -> None:
 
 def plan(quick: bool, reps: int | None) -> dict[str, Callable[[], Section]]:
     """What each benchmark runs with, full or ``--quick``."""
-    from . import github_calls, index_speed, memory, scale, serving
+    from . import concurrent_apt, github_calls, index_speed, memory, scale, serving
 
     r = reps if reps is not None else 3
     return {
@@ -44,6 +44,7 @@ def plan(quick: bool, reps: int | None) -> dict[str, Callable[[], Section]]:
             log=_log,
         ),
         "scale": lambda: scale.run(n=200 if quick else 2000, latency=0.1, log=_log),
+        "concurrent": lambda: concurrent_apt.run(clients=5 if quick else 50, log=_log),
     }
 
 

@@ -26,7 +26,7 @@ class RunningServer:
 def serve(services: Services, **kwargs: object) -> Iterator[RunningServer]:
     log: list[tuple[str, str, int]] = []
     app = ApiGateway(services, access_log=log, **kwargs)  # type: ignore[arg-type]
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, server_name="127.0.0.1")
     port = server.effective_port  # type: ignore[union-attr]
     closing = threading.Event()
 

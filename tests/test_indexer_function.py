@@ -204,11 +204,18 @@ def versions(gh: FakeGitHub) -> set[str]:
     }
 
 
+def distinct_body(i: int) -> bytes:
+    """The canned delivery's body as GitHub would send it for a later event (another updated_at):
+    identical bodies are one delivery replayed, and deduplicated."""
+    payload = json.loads(json.loads((EVENTS / "webhook_release_published.json").read_text())["body"])
+    payload["release"]["updated_at"] = f"2026-01-01T00:00:{i:02d}Z"
+    return json.dumps(payload).encode()
+
+
 def deliver(aws: Aws, delivery: str, n: int) -> list[dict[str, Any]]:
     for i in range(n):
-        status = handlers.webhook_handler(webhook_event(delivery=f"{delivery}-{i}"), FakeContext())[
-            "statusCode"
-        ]
+        event = webhook_event(delivery=f"{delivery}-{i}", body=distinct_body(i))
+        status = handlers.webhook_handler(event, FakeContext())["statusCode"]
         assert status == 202
     return queued(aws)
 
@@ -218,25 +225,32 @@ def test_a_signed_release_delivery_is_queued_once_in_the_rebuild_group(aws: Aws)
     delivery = "5c9e7f40-ac1b-11ef-9d6b-2f1f8f0e6a11"
     first = handlers.webhook_handler(webhook_event(), FakeContext())
     assert first["statusCode"] == 202 and "queued" in first["body"]
-    # GitHub redelivers with the same X-GitHub-Delivery: the FIFO queue drops the copy.
+    # GitHub redelivers with the same X-GitHub-Delivery (and body): it is said to be ignored.
     again = handlers.webhook_handler(webhook_event(), FakeContext())
-    assert again["statusCode"] == 202
+    assert again["statusCode"] == 200 and "duplicate ignored" in again["body"]
 
     messages = queued(aws)
     assert len(messages) == 1
     attrs = messages[0]["Attributes"]
     assert attrs["MessageGroupId"] == MESSAGE_GROUP == "rebuild"
-    assert attrs["MessageDeduplicationId"] == delivery
+    raw = webhook_event()["body"].encode()
+    assert attrs["MessageDeduplicationId"] == hashlib.sha256(raw).hexdigest()
     body = json.loads(messages[0]["Body"])
     assert body == {"reason": "release published: acme/tool@v2.0", "delivery": delivery}
     assert aws.gh.requests_log == [], "the webhook never talks to GitHub"
 
 
 def test_distinct_deliveries_are_distinct_messages(aws: Aws) -> None:
-    for delivery in ("d-1", "d-2", "d-1", "d-3"):
-        assert handlers.webhook_handler(webhook_event(delivery=delivery), FakeContext())["statusCode"] == 202
+    bodies = {"d-1": distinct_body(1), "d-2": distinct_body(2), "d-3": distinct_body(3)}
+    statuses = [
+        handlers.webhook_handler(webhook_event(delivery=d, body=bodies[d]), FakeContext())["statusCode"]
+        for d in ("d-1", "d-2", "d-1", "d-3")
+    ]
+    assert statuses == [202, 202, 200, 202]
     messages = queued(aws)
-    assert [m["Attributes"]["MessageDeduplicationId"] for m in messages] == ["d-1", "d-2", "d-3"]
+    assert [m["Attributes"]["MessageDeduplicationId"] for m in messages] == [
+        hashlib.sha256(bodies[d]).hexdigest() for d in ("d-1", "d-2", "d-3")
+    ]
 
 
 def test_ping_answers_200_and_queues_nothing(aws: Aws) -> None:

@@ -392,10 +392,11 @@ EXPECTED_ROUTES = {
     ("/pool/{proxy+}", "get"): "PoolFunction",
     ("/pool/{proxy+}", "head"): "PoolFunction",
     ("/public.key", "get"): "PublicKeyFunction",
+    ("/public.key", "head"): "PublicKeyFunction",
     ("/webhook", "post"): "WebhookFunction",
     ("/token", "post"): "TokenFunction",
 }
-PUBLIC_ROUTES = {("/public.key", "get"), ("/webhook", "post")}
+PUBLIC_ROUTES = {("/public.key", "get"), ("/public.key", "head"), ("/webhook", "post")}
 
 
 def test_routes_and_which_skip_the_authorizer(cfn: dict[str, Any]) -> None:

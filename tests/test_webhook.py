@@ -19,8 +19,9 @@ class RecordingQueue:
     def __init__(self) -> None:
         self.items: list[tuple[str, str]] = []
 
-    def enqueue(self, reason: str, delivery_id: str) -> None:
+    def enqueue(self, reason: str, delivery_id: str, digest: str = "") -> bool:
         self.items.append((reason, delivery_id))
+        return True
 
 
 def _headers(

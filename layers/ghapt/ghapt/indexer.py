@@ -75,6 +75,7 @@ class RebuildResult:
     def complete(self) -> bool:
         """Whether the index covers every asset; if not, another rebuild continues from here."""
         return self.remaining == 0
+
     refused: str = ""  # why the mass-removal guard refused (or, in a dry run, would refuse) to commit
 
     def summary(self) -> str:
@@ -451,6 +452,8 @@ def _deb_record(asset: Asset, deb: DebInfo) -> dict[str, Any]:
         "hashes": {k: v for k, v in vars(deb.hashes).items() if v},
         "control": [list(kv) for kv in deb.control],
     }
+
+
 def mass_removal(
     known: Mapping[str, Any], listed: Iterable[str], removed: list[str], settings: Settings
 ) -> str:

@@ -2,27 +2,75 @@
 
 The local server calls these very functions after ``configure(Services(...))``; in Lambda the
 services are built from the environment once, at cold start. Typed errors become HTTP
-responses in one place (``_router``).
+responses in one place (``_routes``).
+
+``ghapt serve`` calls them from several threads at once, so no request may leave anything
+behind that another one reads: each route function gets its event as an argument, and each
+thread resolves on its own router (``Routes``), whose event lives on the instance instead of
+Powertools' class attribute ``BaseRouter.current_event``, which every router and thread share.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from ghapt.bootstrap import Services
 from ghapt.core.errors import GhaptError
 from ghapt.core.settings import Settings
 from ghapt.serving import Reply, clean_path, serve_dists
 
+
+class QuietMetrics(Metrics):
+    """Powertools' Metrics, recording nothing while metrics are off, and safe across threads.
+
+    With ``POWERTOOLS_METRICS_DISABLED`` Powertools skips the flush at the end of an invocation
+    but keeps adding values, and prints the whole set every 100 values of a metric anyway: a
+    blob on stdout every 100 requests of ``ghapt serve``. And its metric set is one class-level
+    dict for every instance: on ``ghapt serve``'s threads one request's flush would clear
+    another's metrics between its check and its serialization (a 500). Adding and flushing
+    hold one lock; each flush publishes what all requests have added since the last one."""
+
+    _lock = threading.Lock()
+
+    def add_metric(self, name: str, unit: Any, value: float, resolution: Any = 60) -> None:
+        if not is_metrics_disabled():
+            with self._lock:
+                super().add_metric(name, unit, value, resolution)
+
+    def add_dimension(self, name: str, value: str) -> None:
+        if not is_metrics_disabled():
+            with self._lock:
+                super().add_dimension(name, value)
+
+    def published(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Like Powertools' ``log_metrics``: flush after the handler, here under the lock."""
+
+        @functools.wraps(handler)
+        def decorate(event: Any, context: Any) -> Any:
+            try:
+                return handler(event, context)
+            finally:
+                with self._lock:
+                    if self.metric_set and not is_metrics_disabled():
+                        self.flush_metrics()
+
+        return decorate
+
+
 logger = Logger(service="ghapt")
-metrics = Metrics(namespace="ghapt", service="ghapt")
+metrics = QuietMetrics(namespace="ghapt", service="ghapt")
 tracer = Tracer(service="ghapt", patch_modules=("requests", "botocore"))  # not all: cold starts
 
 _services: Services | None = None
@@ -46,44 +94,111 @@ def configure(value: Services | None) -> None:
     _services = value
 
 
-def _router() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver()
+View = Callable[[APIGatewayProxyEvent], Response]
 
-    @app.exception_handler(GhaptError)
-    def _typed(exc: GhaptError) -> Response:
-        if exc.status >= 500:
-            logger.error("request failed", extra={"error": type(exc).__name__, "reason": str(exc)})
-        else:
-            logger.info("request refused", extra={"status": exc.status, "reason": str(exc)})
-        headers = {}
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            headers["Retry-After"] = str(int(retry_after))
-        return Response(exc.status, "text/plain; charset=utf-8", f"{exc}\n", headers=headers)
 
-    return app
+class _OwnEventResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver with the event it resolves kept on the instance.
+
+    Powertools assigns the event to ``BaseRouter.current_event``, a class attribute; this
+    property shadows it for this resolver, so what it routes and how it builds the response
+    come from its own request."""
+
+    _own_event: APIGatewayProxyEvent | None = None
+
+    @property  # type: ignore[override]
+    def current_event(self) -> APIGatewayProxyEvent:
+        if self._own_event is None:
+            raise RuntimeError("no request is being resolved")
+        return self._own_event
+
+    @current_event.setter
+    def current_event(self, value: APIGatewayProxyEvent) -> None:
+        self._own_event = value
+
+    def _to_proxy_event(self, event: dict[str, Any]) -> Any:
+        proxy = super()._to_proxy_event(event)
+        self._own_event = proxy  # type: ignore[assignment]
+        return proxy
+
+    def resolve(self, event: Any, context: Any) -> dict[str, Any]:
+        try:
+            return super().resolve(event, context)
+        finally:
+            self._own_event = None  # a webhook body must not outlive its request
+
+
+class Routes:
+    """A function's Powertools router (one or more rules to one view), one per thread.
+
+    A router also keeps per-request state of its own (the matched route in ``context``, the
+    middleware stack), so threads must not share one; building a router costs about 0.2 ms,
+    so each thread keeps its own (Lambda has one thread: one router per container)."""
+
+    def __init__(self, rule: str | Sequence[str], methods: Sequence[str], view: View) -> None:
+        self.rules = [rule] if isinstance(rule, str) else list(rule)
+        self.methods = list(methods)
+        self.view = view
+        self._local = threading.local()
+
+    def _build(self) -> _OwnEventResolver:
+        app = _OwnEventResolver()
+
+        @app.exception_handler(GhaptError)
+        def _typed(exc: GhaptError) -> Response:
+            if exc.status >= 500:
+                logger.error("request failed", extra={"error": type(exc).__name__, "reason": str(exc)})
+            else:
+                logger.info("request refused", extra={"status": exc.status, "reason": str(exc)})
+            headers = {}
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after:
+                headers["Retry-After"] = str(int(retry_after))
+            return Response(exc.status, "text/plain; charset=utf-8", f"{exc}\n", headers=headers)
+
+        for rule in self.rules:
+            app.route(rule, method=self.methods)(lambda: self.view(app.current_event))
+        return app
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        app: _OwnEventResolver | None = getattr(self._local, "app", None)
+        if app is None:
+            app = self._local.app = self._build()
+        return app.resolve(event, context)
 
 
 def _reply(reply: Reply, method: str) -> Response:
-    body = b"" if method == "HEAD" else reply.body
+    """The HTTP response of ``reply``; to HEAD, the same status and headers, with the length
+    the body would have had (RFC 9110) and no body."""
     headers = dict(reply.headers)
     ctype = headers.pop("Content-Type", "application/octet-stream")
-    return Response(reply.status, ctype, body, headers=headers)
+    if method == "HEAD":
+        headers["Content-Length"] = str(len(reply.body))
+        return Response(reply.status, ctype, b"", headers=headers)
+    return Response(reply.status, ctype, reply.body, headers=headers)
 
 
-def _base_url(event: Any) -> str:
-    """The public URL of this API (scheme://host[/stage]), for redirects to ourselves."""
+def _base_url(event: APIGatewayProxyEvent) -> str:
+    """The public URL of this API (scheme://host[/stage]), for redirects to ourselves.
+
+    It comes from ``GHAPT_PUBLIC_URL`` or from the domain API Gateway (or the local server)
+    says it answered on, never from the request's ``Host`` header: a redirect built from a
+    client's Host would send other clients wherever that client chose."""
     configured = services().settings.public_url
     if configured:
         return configured.rstrip("/")
-    headers = {k.lower(): v for k, v in (event.headers or {}).items()}
-    proto = headers.get("x-forwarded-proto", "https")
-    rc_path = (event.request_context.raw_event or {}).get("path") or ""
+    context = event.raw_event.get("requestContext") or {}
+    domain = context.get("domainName") or "localhost"
+    proto = next(
+        (str(v) for k, v in (event.headers or {}).items() if k.lower() == "x-forwarded-proto"), "https"
+    )
+    proto = proto if proto in ("http", "https") else "https"
+    rc_path = context.get("path") or ""
     prefix = rc_path[: -len(event.path)] if rc_path.endswith(event.path) else ""
-    return f"{proto}://{headers.get('host', 'localhost')}{prefix}"
+    return f"{proto}://{domain}{prefix}"
 
 
-def _proxy_path(event: Any, prefix: str) -> str:
+def _proxy_path(event: APIGatewayProxyEvent, prefix: str) -> str:
     raw = event.path[len(prefix) :] if event.path.startswith(prefix) else event.path
     return clean_path(raw, (event.path_parameters or {}).get("proxy"))
 
@@ -95,12 +210,7 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 
 
 # --- metadata ----------------------------------------------------------------------------------
-metadata_app = _router()
-
-
-@metadata_app.route("/dists/.+", method=["GET", "HEAD"])
-def _dists() -> Response:
-    event = metadata_app.current_event
+def _dists(event: APIGatewayProxyEvent) -> Response:
     svc = services()
     reply = serve_dists(
         svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {}, _base_url(event)
@@ -109,60 +219,64 @@ def _dists() -> Response:
     return _reply(reply, event.http_method)
 
 
-@metadata_app.route("/", method=["GET", "HEAD"])
-@metadata_app.route("/index.html", method=["GET", "HEAD"])
-def _page() -> Response:
+def _metadata(event: APIGatewayProxyEvent) -> Response:
+    """``/dists/...`` files, or the repository page at ``/`` and ``/index.html``."""
+    if event.path.startswith("/dists/"):
+        return _dists(event)
     from ghapt.page import serve_page
 
-    event = metadata_app.current_event
     reply = serve_page(services().branch_cache, event.headers or {}, _base_url(event))
     return _reply(reply, event.http_method)
 
 
+metadata_routes = Routes(("/dists/.+", "/", "/index.html"), ("GET", "HEAD"), _metadata)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def metadata_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return metadata_app.resolve(event, context)
+    return metadata_routes.resolve(event, context)
 
 
 # --- pool --------------------------------------------------------------------------------------
-pool_app = _router()
-
-
-@pool_app.route("/pool/.+", method=["GET", "HEAD"])
-def _pool() -> Response:
-    event = pool_app.current_event
+def _pool(event: APIGatewayProxyEvent) -> Response:
     reply = services().pool.resolve(_proxy_path(event, "/pool/"), _base_url(event))
     return _reply(reply, event.http_method)
 
 
+pool_routes = Routes("/pool/.+", ("GET", "HEAD"), _pool)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def pool_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return pool_app.resolve(event, context)
+    return pool_routes.resolve(event, context)
 
 
 # --- public key --------------------------------------------------------------------------------
-publickey_app = _router()
-
-
-@publickey_app.get("/public.key")
-def _public_key() -> Response:
+def _public_key(event: APIGatewayProxyEvent) -> Response:
     key = services().signer.public_key_armored()
-    return Response(200, "application/pgp-keys", key, headers={"Cache-Control": "public, max-age=300"})
+    headers = {"Cache-Control": "public, max-age=300"}
+    if event.http_method == "HEAD":
+        headers["Content-Length"] = str(len(key.encode()))
+        key = ""
+    return Response(200, "application/pgp-keys", key, headers=headers)
+
+
+publickey_routes = Routes("/public.key", ("GET", "HEAD"), _public_key)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return publickey_app.resolve(event, context)
+    return publickey_routes.resolve(event, context)
 
 
 # --- authorizer --------------------------------------------------------------------------------
 @logger.inject_lambda_context
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def authorizer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from ghapt.aws.authorizer import handle_event
@@ -171,29 +285,27 @@ def authorizer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 # --- webhook -----------------------------------------------------------------------------------
-webhook_app = _router()
-
-
-@webhook_app.post("/webhook")
-def _webhook() -> Response:
+def _webhook(event: APIGatewayProxyEvent) -> Response:
     from ghapt.webhook import handle_delivery
 
-    event = webhook_app.current_event
     svc = services()
     reply = handle_delivery(event.headers or {}, _raw_body(event.raw_event), svc.webhook_secret, svc.queue)
     return Response(reply.status, "text/plain; charset=utf-8", reply.message + "\n")
 
 
+webhook_routes = Routes("/webhook", ("POST",), _webhook)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return webhook_app.resolve(event, context)
+    return webhook_routes.resolve(event, context)
 
 
 # --- indexer -----------------------------------------------------------------------------------
 @logger.inject_lambda_context
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule."""
@@ -204,17 +316,12 @@ def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 # --- token exchange ----------------------------------------------------------------------------
-token_app = _router()
-
-
-@token_app.post("/token")
-def _token() -> Response:
+def _token(event: APIGatewayProxyEvent) -> Response:
     """An OIDC principal's exchanged token (``ghapt.tokens``); the authorizer said who it is."""
     import json
 
     from ghapt.core.errors import NotFound
 
-    event = token_app.current_event
     tokens = services().tokens
     if tokens is None:
         raise NotFound("token exchange is not enabled: it needs GHAPT_OIDC_ISSUER and a token key")
@@ -229,8 +336,11 @@ def _token() -> Response:
     return Response(200, "application/json", body, headers={"Cache-Control": "no-store"})
 
 
+token_routes = Routes("/token", ("POST",), _token)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics
+@metrics.published
 @tracer.capture_lambda_handler
 def token_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return token_app.resolve(event, context)
+    return token_routes.resolve(event, context)

@@ -51,6 +51,9 @@ SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--host": ("host", {}),
     "--port": ("port", {"type": int}),
     "--public-url": ("public_url", {"metavar": "URL"}),
+    "--threads": ("threads", {"type": int}),
+    "--connection-limit": ("connection_limit", {"type": int, "metavar": "N"}),
+    "--channel-timeout": ("channel_timeout", {"type": float, "metavar": "SECONDS"}),
 }
 
 

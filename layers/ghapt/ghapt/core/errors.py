@@ -28,6 +28,10 @@ class BadRequest(GhaptError):
     status = 400
 
 
+class PayloadTooLarge(BadRequest):
+    status = 413
+
+
 class NotFound(GhaptError):
     status = 404
 

@@ -105,8 +105,11 @@ class Secrets(Protocol):
 class RebuildQueue(Protocol):
     """Where a webhook puts rebuild requests (SQS FIFO in AWS, in-process locally)."""
 
-    def enqueue(self, reason: str, delivery_id: str) -> None:
-        """Ask for a rebuild. The same ``delivery_id`` twice must not cause extra work."""
+    def enqueue(self, reason: str, delivery_id: str, digest: str = "") -> bool:
+        """Ask for a rebuild; False when it is a duplicate that causes no work.
+
+        The same ``delivery_id`` (a GitHub redelivery) or the same body ``digest`` (a captured
+        delivery replayed under fresh ids) within the dedup window is a duplicate."""
         ...
 
 

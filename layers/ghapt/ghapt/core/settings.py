@@ -69,7 +69,21 @@ class Settings:
     host: str = _env("GHAPT_HOST", "127.0.0.1", "Address `ghapt serve` listens on.")
     port: int = _env("GHAPT_PORT", 8080, "Port `ghapt serve` listens on.")
     public_url: str = _env(
-        "GHAPT_PUBLIC_URL", "", "Public base URL of the server, when behind a proxy (default: from Host)."
+        "GHAPT_PUBLIC_URL",
+        "",
+        "Public base URL of the server, when behind a proxy (default: the listen address; never the "
+        "request's Host).",
+    )
+    threads: int = _env("GHAPT_THREADS", 8, "`ghapt serve`: worker threads answering requests.")
+    connection_limit: int = _env(
+        "GHAPT_CONNECTION_LIMIT",
+        500,
+        "`ghapt serve`: open connections at most; when full, the longest-idle ones are closed first.",
+    )
+    channel_timeout: float = _env(
+        "GHAPT_CHANNEL_TIMEOUT",
+        30.0,
+        "`ghapt serve`: seconds before an idle connection, or one still sending its request, is closed.",
     )
     # --- GitHub ---------------------------------------------------------------------------
     api_url: str = _env(
@@ -236,6 +250,14 @@ class Settings:
             raise ConfigError("GHAPT_BYHASH_GENERATIONS must be at least 1")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"GHAPT_PORT={self.port} is not a port number")
+        if not 1 <= self.threads <= 256:
+            raise ConfigError(f"GHAPT_THREADS={self.threads} must be between 1 and 256")
+        if self.connection_limit < 4:
+            raise ConfigError(f"GHAPT_CONNECTION_LIMIT={self.connection_limit} must be at least 4")
+        if not 0 < self.channel_timeout <= 3600:
+            raise ConfigError(
+                f"GHAPT_CHANNEL_TIMEOUT={self.channel_timeout} must be between 0 and 3600 seconds"
+            )
         if not 0 <= self.auth_cache_seconds <= 300:
             raise ConfigError(
                 "GHAPT_AUTH_CACHE_SECONDS must be between 0 and 300: a cached decision must not outlive "

@@ -5,6 +5,11 @@ need authentication first go through the REQUEST authorizer handler, whose polic
 (and cached per Authorization header for the TTL, as API Gateway does); then the route's Lambda
 handler runs, and its response (status, headers, base64 bodies) is mapped back to HTTP. The
 handlers are the very functions the Lambda functions run.
+
+Like API Gateway, it bounds request bodies before reading them (per route, refused with a 413
+by ``Content-Length`` or once a chunked body passes the cap), tells the handlers the domain
+it answered on (``requestContext.domainName``: the configured listen address, never the
+client's ``Host``), and answers HEAD with the headers and ``Content-Length`` of GET.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from ghapt.core.errors import GhaptError
 from ghapt.local.folder import FolderReleaseSource
 from ghapt.local.gitstore import LocalGitStore
 from ghapt.local.signedurls import ASSET_PREFIX, BLOB_PREFIX
+from ghapt.webhook import MAX_BODY as WEBHOOK_MAX_BODY
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ StartResponse = Callable[..., Any]
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
 ACCOUNT = "000000000000"
 API_ID = "ghaptlocal"
+SMALL_BODY = 64 * 1024  # routes that take no payload still get a little room
+READ_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Route:
     methods: frozenset[str]
     handler: str  # attribute of ghapt.handlers, looked up per call so tests can patch it
     auth: bool
+    max_body: int = SMALL_BODY  # larger bodies are refused with a 413 before they are read
 
     @property
     def proxy(self) -> bool:
@@ -58,7 +67,7 @@ class Route:
 
 ROUTES = (
     Route("/public.key", frozenset({"GET", "HEAD"}), "publickey_handler", auth=False),
-    Route("/webhook", frozenset({"POST"}), "webhook_handler", auth=False),
+    Route("/webhook", frozenset({"POST"}), "webhook_handler", auth=False, max_body=WEBHOOK_MAX_BODY),
     Route("/dists/", frozenset({"GET", "HEAD"}), "metadata_handler", auth=True),
     Route("/pool/", frozenset({"GET", "HEAD"}), "pool_handler", auth=True),
     Route("/token", frozenset({"POST"}), "token_handler", auth=True),
@@ -84,8 +93,14 @@ class LambdaContext:
         return 30_000
 
 
+MAX_BODY = max(r.max_body for r in ROUTES)  # what the HTTP server itself should accept at most
+
+
 class ApiGateway:
-    """The WSGI application. ``stage`` only shapes ARNs and request contexts."""
+    """The WSGI application. ``stage`` only shapes ARNs and request contexts.
+
+    ``domain`` (host:port) is where clients reach this server, for redirects to itself; by
+    default it is the WSGI server's own ``SERVER_NAME:SERVER_PORT``, never the ``Host`` header."""
 
     def __init__(
         self,
@@ -95,10 +110,12 @@ class ApiGateway:
         auth_ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         access_log: list[tuple[str, str, int]] | None = None,
+        domain: str | None = None,
     ) -> None:
         handlers.configure(services)
         self.services = services
         self.stage = stage
+        self.domain = domain
         self.auth_ttl = services.settings.auth_cache_seconds if auth_ttl is None else auth_ttl
         self.clock = clock
         self.access_log = access_log
@@ -119,6 +136,18 @@ class ApiGateway:
 
         split = urlsplit(raw_uri)
         raw_path, query = split.path or "/", split.query
+        result = self._dispatch(method, raw_path, query, environ, start_response)
+        if method != "HEAD":
+            return result
+        # Every branch has set Content-Length to what GET would send; HEAD sends no body.
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        return [b""]
+
+    def _dispatch(
+        self, method: str, raw_path: str, query: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         try:
             if raw_path.startswith(ASSET_PREFIX):
                 return self._asset(method, raw_path[len(ASSET_PREFIX) :], query, environ, start_response)
@@ -129,13 +158,21 @@ class ApiGateway:
                 return _text(start_response, 404, f"no route for {raw_path}\n")
             if method not in route.methods:
                 return _text(start_response, 405, f"{method} is not allowed on {route.resource}\n")
-            event = self._event(route, method, raw_path, query, environ)
+            body = _read_body(environ, route.max_body)
+            if body is None:
+                return _text(
+                    start_response,
+                    413,
+                    f"the body is larger than {route.max_body} bytes ({route.resource})\n",
+                )
+            event = self._event(route, method, raw_path, query, environ, body)
+            del body  # the event holds the one copy from here on
             authorizer_context: dict[str, Any] = {}
             if route.auth:
                 denied, authorizer_context = self._authorize(route, event)
                 if denied is not None:
-                    status, body, extra = denied
-                    return _text(start_response, status, body, extra)
+                    status, message, extra = denied
+                    return _text(start_response, status, message, extra)
             event["requestContext"]["authorizer"] = authorizer_context
             result = getattr(handlers, route.handler)(event, LambdaContext(route.handler))
             return self._respond(result, method, start_response)
@@ -145,7 +182,13 @@ class ApiGateway:
 
     # --- API Gateway behaviour ------------------------------------------------------------------
     def _event(
-        self, route: Route, method: str, raw_path: str, query: str, environ: dict[str, Any]
+        self,
+        route: Route,
+        method: str,
+        raw_path: str,
+        query: str,
+        environ: dict[str, Any],
+        body: bytes | bytearray,
     ) -> dict[str, Any]:
         headers: dict[str, str] = {}
         multi: dict[str, list[str]] = {}
@@ -158,10 +201,15 @@ class ApiGateway:
                 continue
             headers[name] = value
             multi[name] = [value]
-        headers.setdefault("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http"))
-        multi.setdefault("X-Forwarded-Proto", [headers["X-Forwarded-Proto"]])
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
+        # API Gateway says itself how the request reached it; so does this server.
+        for name in [n for n in headers if n.lower() == "x-forwarded-proto"]:
+            del headers[name], multi[name]
+        headers["X-Forwarded-Proto"] = environ.get("wsgi.url_scheme", "http")
+        multi["X-Forwarded-Proto"] = [headers["X-Forwarded-Proto"]]
+        domain = (
+            self.domain or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+        )
+        text = _text_body(body)
         params = parse_qsl(query, keep_blank_values=True)
         path_params = {"proxy": unquote(raw_path[len(route.path) :])} if route.proxy else None
         return {
@@ -179,6 +227,7 @@ class ApiGateway:
                 "httpMethod": method,
                 "path": raw_path,
                 "stage": self.stage,
+                "domainName": domain,
                 "requestId": str(uuid.uuid4()),
                 "accountId": ACCOUNT,
                 "apiId": API_ID,
@@ -189,8 +238,9 @@ class ApiGateway:
                     "userAgent": headers.get("User-Agent"),
                 },
             },
-            "body": base64.b64encode(body).decode() if body else None,
-            "isBase64Encoded": bool(body),
+            # Text stays text (one copy of the body); anything else is base64, as API Gateway does.
+            "body": (text if text is not None else base64.b64encode(body).decode()) if body else None,
+            "isBase64Encoded": bool(body) and text is None,
         }
 
     def _method_arn(self, method: str, raw_path: str) -> str:
@@ -272,6 +322,8 @@ class ApiGateway:
         body_field = result.get("body") or ""
         body = base64.b64decode(body_field) if result.get("isBase64Encoded") else str(body_field).encode()
         if method == "HEAD":
+            if "content-length" not in seen | {n.lower() for n, _ in headers}:
+                headers.append(("Content-Length", str(len(body))))
             body = b""
         start_response(_status_line(status), headers)
         return [body]
@@ -350,6 +402,34 @@ def _allows(policy: dict[str, Any], method_arn: str) -> bool:
     return allowed
 
 
+def _read_body(environ: dict[str, Any], limit: int) -> bytearray | None:
+    """The request body, or None when it is larger than ``limit``: refused by its declared
+    length before anything is read, or after ``limit + 1`` bytes of a body without one."""
+    declared = environ.get("CONTENT_LENGTH") or ""
+    length = int(declared) if declared.isdigit() else None
+    if length is not None and length > limit:
+        return None
+    stream = environ["wsgi.input"]
+    want = limit + 1 if length is None else length
+    buf = bytearray()
+    while len(buf) < want:
+        chunk = stream.read(min(READ_CHUNK, want - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return None if len(buf) > limit else buf
+
+
+def _text_body(body: bytes | bytearray) -> str | None:
+    """``body`` as text when it is UTF-8 (a webhook's JSON always is), else None."""
+    if not body:
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def _multi(params: list[tuple[str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for k, v in params:
@@ -368,6 +448,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     410: "Gone",
+    413: "Content Too Large",
     422: "Unprocessable Entity",
     429: "Too Many Requests",
     500: "Internal Server Error",

@@ -1,16 +1,18 @@
 """The local rebuild queue: a coalescing worker thread for ``ghapt serve``.
 
 Like the SQS FIFO queue in AWS, it makes a burst of events cost one rebuild, never runs two
-rebuilds at once, and lets a repeated delivery (same ``X-GitHub-Delivery``) cause no extra work.
+rebuilds at once, and lets a repeated delivery (same ``X-GitHub-Delivery``, or the same body
+under a fresh id) within the dedup window cause no extra work.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+from ghapt.webhook import RecentDeliveries
 
 log = logging.getLogger(__name__)
 
@@ -18,29 +20,26 @@ log = logging.getLogger(__name__)
 class LocalQueue:
     """``RebuildQueue`` for ``ghapt serve``: a worker thread runs ``rebuild`` once per burst."""
 
-    def __init__(self, rebuild: Callable[[], Any], remember: int = 1000) -> None:
+    def __init__(self, rebuild: Callable[[], Any], recent: RecentDeliveries | None = None) -> None:
         self._rebuild = rebuild
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._remember = remember
+        self._recent = recent or RecentDeliveries()
         self._wake = threading.Condition()
         self._pending = False
         self._running = False
         self._thread: threading.Thread | None = None
         self.runs = 0
 
-    def enqueue(self, reason: str, delivery_id: str) -> None:
+    def enqueue(self, reason: str, delivery_id: str, digest: str = "") -> bool:
         with self._wake:
-            if delivery_id in self._seen:
+            if not self._recent.add(delivery_id, digest):
                 log.info("duplicate delivery ignored", extra={"delivery": delivery_id})
-                return
-            self._seen[delivery_id] = None
-            while len(self._seen) > self._remember:
-                self._seen.popitem(last=False)
+                return False
             self._pending = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, daemon=True, name="ghapt-rebuild")
                 self._thread.start()
             self._wake.notify()
+        return True
 
     def _work(self) -> None:
         while True:

@@ -20,15 +20,44 @@ class LocalServer:
     """waitress in front of a WSGI app, on its own socket map so it can be stopped at once.
 
     ``stop`` runs inside the server's own loop (through its trigger) and closes every socket,
-    so the loop ends immediately instead of waiting out its select timeout."""
+    so the loop ends immediately instead of waiting out its select timeout. Idle and slow
+    connections are dropped by ``ConnectionGuard`` before they can fill ``connection_limit``;
+    bodies larger than any route takes are refused by waitress before they are read."""
 
-    def __init__(self, app: Any, host: str, port: int, *, threads: int = 8) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        threads: int = 8,
+        connection_limit: int = 500,
+        channel_timeout: float = 30.0,
+    ) -> None:
+        import math
+
         import waitress
 
+        from ghapt.local.connections import CLEANUP_INTERVAL, ConnectionGuard, quiet_waitress_warnings
+        from ghapt.local.gateway import MAX_BODY
+
+        quiet_waitress_warnings()
         self._map: dict[int, Any] = {}
         self._server: Any = waitress.create_server(
-            app, map=self._map, host=host, port=port, threads=threads, ident="ghapt"
+            app,
+            map=self._map,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="ghapt",
+            server_name=f"[{host}]" if ":" in host else host,
+            connection_limit=connection_limit,
+            channel_timeout=max(1, math.ceil(channel_timeout)),
+            cleanup_interval=CLEANUP_INTERVAL,
+            max_request_body_size=MAX_BODY,
         )
+        self.guard = ConnectionGuard(self._server, channel_timeout)
+        self.guard.install()
 
     @property
     def port(self) -> int:
@@ -85,6 +114,12 @@ class LocalRuntime:
         from ghapt.local.gateway import ApiGateway
 
         settings = self.services.settings
+        if not settings.public_url and settings.host in ("", "0.0.0.0", "::"):  # noqa: S104 - a check
+            raise ConfigError(
+                f"--host {settings.host or '(all)'} listens on every address: set --public-url "
+                "(GHAPT_PUBLIC_URL) to the URL clients use; redirects are built from it, never from a "
+                "request's Host header"
+            )
         # Key files are checked before anything else: a truncated one stops `serve` naming the file.
         if settings.state_dir is not None and settings.backend == "local":
             _ = self.services.url_key
@@ -102,7 +137,14 @@ class LocalRuntime:
                 target=_reconcile, args=(self.services,), daemon=True, name="ghapt-reconcile"
             ).start()
         try:
-            self._server = LocalServer(ApiGateway(self.services), settings.host, settings.port)
+            self._server = LocalServer(
+                ApiGateway(self.services),
+                settings.host,
+                settings.port,
+                threads=settings.threads,
+                connection_limit=settings.connection_limit,
+                channel_timeout=settings.channel_timeout,
+            )
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "

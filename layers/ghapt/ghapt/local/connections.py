@@ -1,0 +1,149 @@
+"""Keep idle and slow clients from holding every connection of ``ghapt serve``.
+
+waitress stops accepting at its connection limit and closes an idle connection only after
+``channel_timeout``, checked every ``cleanup_interval`` (120 s and 30 s by default): so a
+client that opens connections and sends nothing, or trickles a request a byte at a time,
+locks everyone else out meanwhile. ``ConnectionGuard`` runs in the server's own loop, in place
+of waitress's maintenance, and
+
+- closes a connection that has been idle (nothing being answered) for ``timeout`` seconds;
+- closes a connection whose request has been arriving for more than ``timeout`` seconds;
+- when the server is full, closes the connections idle longest (for at least ``grace``
+  seconds, so a client that has just connected gets its request read) to let a new one in.
+
+It also rate-limits waitress's warnings about the task queue and the connection limit,
+which otherwise come once per request under load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# waitress's loop wakes at least this often (its select timeout); maintenance runs as often.
+CLEANUP_INTERVAL = 1
+
+
+class ConnectionGuard:
+    """Drop idle and slow connections of one waitress server (see the module docstring)."""
+
+    def __init__(
+        self, server: Any, timeout: float, *, grace: float = 1.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.server = server
+        self.timeout = timeout
+        self.grace = min(grace, timeout)
+        self.clock = clock
+        self.limit = int(server.adj.connection_limit)
+        self._receiving: dict[int, tuple[int, float]] = {}  # channel -> (its request, first seen)
+        self.closed = {"idle": 0, "slow": 0, "evicted": 0}
+
+    def install(self) -> None:
+        """Take over waitress's maintenance and make room when the server is full."""
+        readable = self.server.readable
+
+        def guarded_readable() -> bool:
+            if self.server.accepting and len(self.server._map) >= self.limit:
+                self.make_room(self.clock())
+            return bool(readable())
+
+        self.server.maintenance = self.maintenance
+        self.server.readable = guarded_readable
+
+    def _channels(self) -> list[Any]:
+        return [c for c in list(self.server.active_channels.values()) if not c.will_close]
+
+    def maintenance(self, now: float) -> None:
+        """Close idle connections and connections whose request is taking too long to arrive."""
+        cutoff = now - self.timeout
+        seen: dict[int, tuple[int, float]] = {}
+        for channel in self._channels():
+            if channel.requests:  # being answered: the application's time, not the client's
+                continue
+            request = channel.request
+            if request is None:
+                if channel.last_activity < cutoff:
+                    self._close(channel, "idle")
+                continue
+            key = id(channel)
+            mark = self._receiving.get(key)
+            started = mark[1] if mark is not None and mark[0] == id(request) else now
+            seen[key] = (id(request), started)
+            if started < cutoff or channel.last_activity < cutoff:
+                self._close(channel, "slow")
+                del seen[key]
+        self._receiving = seen
+
+    def make_room(self, now: float) -> None:
+        """The server is full: close the connections idle longest, so a new client gets in."""
+        idle = sorted(
+            (c for c in self._channels() if not c.requests and c.request is None),
+            key=lambda c: c.last_activity,
+        )
+        need = len(self.server._map) - self.limit + 1
+        for channel in idle[:need]:
+            if channel.last_activity > now - self.grace:
+                break
+            self._close(channel, "evicted")
+
+    def _close(self, channel: Any, why: str) -> None:
+        channel.will_close = True  # the server's loop closes it on its next pass
+        self.closed[why] += 1
+
+
+class RateLimitFilter(logging.Filter):
+    """Let one record per ``interval`` seconds through for each message template that starts
+    with one of ``prefixes`` (others always pass); say how many were held back in the next one
+    that passes."""
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        if not key.startswith(self.prefixes):
+            return True
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return False
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} similar messages in the last {self.interval:g} s not shown)"
+        return True
+
+
+_QUIETED = ("waitress.queue", "waitress")
+# waitress's messages that come once per request (or per connection) under load.
+_NOISY = ("Task queue depth", "total open connections")
+
+
+def quiet_waitress_warnings(interval: float = 10.0) -> RateLimitFilter:
+    """Rate-limit waitress's queue-depth and connection-limit messages (once per process)."""
+    for name in _QUIETED:
+        existing = next((f for f in logging.getLogger(name).filters if isinstance(f, RateLimitFilter)), None)
+        if existing is not None:
+            return existing
+    limiter = RateLimitFilter(_NOISY, interval)
+    for name in _QUIETED:
+        logging.getLogger(name).addFilter(limiter)
+    return limiter

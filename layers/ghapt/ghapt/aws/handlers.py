@@ -8,10 +8,12 @@ responses in one place (``_router``).
 from __future__ import annotations
 
 import base64
+import functools
+import math
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,9 +25,17 @@ from ghapt.serving import Reply, clean_path, serve_dists
 
 logger = Logger(service="ghapt")
 metrics = Metrics(namespace="ghapt", service="ghapt")
-tracer = Tracer(service="ghapt", patch_modules=("requests", "botocore"))  # not all: cold starts
 
 _services: Services | None = None
+
+
+@functools.cache
+def indexer_tracer() -> Any:
+    """The indexer's Powertools Tracer, made on first use: importing the X-Ray SDK costs about
+    0.2 s, most of an HTTP function's cold start, so only the indexer pays it."""
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service="ghapt", patch_modules=("requests", "botocore"))
 
 
 def services() -> Services:
@@ -57,8 +67,8 @@ def _router() -> APIGatewayRestResolver:
             logger.info("request refused", extra={"status": exc.status, "reason": str(exc)})
         headers = {}
         retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            headers["Retry-After"] = str(int(retry_after))
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
         return Response(exc.status, "text/plain; charset=utf-8", f"{exc}\n", headers=headers)
 
     return app
@@ -102,16 +112,14 @@ metadata_app = _router()
 def _dists() -> Response:
     event = metadata_app.current_event
     svc = services()
-    reply = serve_dists(
-        svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {}, _base_url(event)
-    )
+    with svc.serving_budget():
+        reply = serve_dists(svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {})
     metrics.add_metric("CacheHit" if reply.status == 304 else "Served", MetricUnit.Count, 1)
     return _reply(reply, event.http_method)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def metadata_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return metadata_app.resolve(event, context)
 
@@ -123,13 +131,14 @@ pool_app = _router()
 @pool_app.route("/pool/.+", method=["GET", "HEAD"])
 def _pool() -> Response:
     event = pool_app.current_event
-    reply = services().pool.resolve(_proxy_path(event, "/pool/"), _base_url(event))
+    svc = services()
+    with svc.serving_budget():
+        reply = svc.pool.resolve(_proxy_path(event, "/pool/"), _base_url(event))
     return _reply(reply, event.http_method)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def pool_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pool_app.resolve(event, context)
 
@@ -145,7 +154,6 @@ def _public_key() -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
 def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return publickey_app.resolve(event, context)
 
@@ -153,7 +161,6 @@ def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # --- authorizer --------------------------------------------------------------------------------
 @logger.inject_lambda_context
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def authorizer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from ghapt.aws.authorizer import handle_event
 
@@ -176,7 +183,6 @@ def _webhook() -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return webhook_app.resolve(event, context)
 
@@ -184,9 +190,16 @@ def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # --- indexer -----------------------------------------------------------------------------------
 @logger.inject_lambda_context
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule."""
+    """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule.
+
+    Only the indexer loads the X-Ray SDK (about 0.2 s of import), to trace its GitHub and KMS
+    calls; the HTTP functions rely on Lambda's active tracing alone and stay fast to start."""
+    traced: Any = indexer_tracer().capture_lambda_handler(_rebuild)
+    return traced(event, context)
+
+
+def _rebuild(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from ghapt.aws.sqs import run_indexer_event
 
     return run_indexer_event(event, context, services().indexer, logger=logger, metrics=metrics)
@@ -220,6 +233,5 @@ def _token() -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def token_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return token_app.resolve(event, context)

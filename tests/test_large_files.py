@@ -280,3 +280,26 @@ def test_a_packages_file_over_six_megabytes_through_github_reaches_apt_with_no_t
     assert locations and all(
         loc.startswith(f"{gh.storage_url}/github-production-release-asset/") for loc in locations
     )
+
+
+def test_a_pool_manifest_over_its_cap_is_a_502_without_being_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ghapt.core.errors import UpstreamError
+    from ghapt.core.layout import POOL_FILE
+    from ghapt.serving import PoolResolver
+
+    reads: list[str] = []
+
+    class CountingStore(LocalGitStore):
+        def read_file(self, commit: str, path: str) -> bytes | None:
+            reads.append(path)
+            return super().read_file(commit, path)
+
+    store = CountingStore(tmp_path / "meta.git")
+    store.commit_files(None, {POOL_FILE: b"{}" + b" " * 5000}, "a large manifest")
+    monkeypatch.setattr(serving, "MAX_STATE_BYTES", 1000)
+    resolver = PoolResolver(BranchCache(store), source=None)  # type: ignore[arg-type]
+    with pytest.raises(UpstreamError, match="too large"):
+        resolver.resolve("main/h/hello/hello_1.0_all.deb", "https://x")
+    assert reads == []

@@ -229,3 +229,12 @@ def test_a_200_then_a_302_redirects_to_storage(env: Env) -> None:
     assert [c.status for c in env.gh.calls("GET", r"/releases/assets/\d+$")] == [200, 302]
     location = r.headers["Location"]
     assert location.startswith(env.gh.storage_url) and not re.match(re.escape(env.gh.api_url), location)
+
+
+def test_a_github_server_error_is_a_503_with_retry_after_after_one_retry(env: Env) -> None:
+    env.gh.fail_next(r"/git/ref/heads/", status=502, count=5)
+    r = _get(env, INRELEASE)
+    assert r.status_code == 503, r.text
+    assert r.headers["Retry-After"] == str(int(SERVING.budget_retry_after))
+    assert [c.status for c in env.gh.calls("GET", r"/git/ref/heads/")] == [502, 502]
+    assert env.clock.sleeps == [SERVING.backoff_base]

@@ -130,12 +130,13 @@ class GitHubError(UpstreamError):
 
 
 class GitHubUnavailable(GitHubError, Unavailable):
-    """GitHub did not answer (connection failures, timeouts) after the retries: 503, try later."""
+    """GitHub did not answer (connection failures, timeouts, 5xx) after the retries: 503, try
+    later. ``status_code`` is GitHub's 5xx, or 0 when there was no answer."""
 
     status = 503
 
-    def __init__(self, method: str, path: str, why: str, retry_after: float) -> None:
-        GitHubError.__init__(self, method, path, 0, why)
+    def __init__(self, method: str, path: str, why: str, retry_after: float, status_code: int = 0) -> None:
+        GitHubError.__init__(self, method, path, status_code, why)
         self.retry_after = retry_after
 
 
@@ -746,6 +747,10 @@ class GitHubClient:
             self.stats.bytes_downloaded += n
 
     def _error(self, method: str, url: str, resp: requests.Response) -> GitHubError:
+        if resp.status_code >= 500:
+            return GitHubUnavailable(
+                method, self._display_path(url), _gh_message(resp), self.budget_retry_after, resp.status_code
+            )
         return GitHubError(method, self._display_path(url), resp.status_code, _gh_message(resp))
 
 

@@ -142,7 +142,7 @@ def worker(state: Path, releases: Path, out: Path, gets: int) -> None:
         assert reply["statusCode"] == 200, reply["statusCode"]
         size = len(base64.b64decode(reply["body"]))
     after_metadata = _peak_mb()
-    pool_event = rest_event("/pool/main/p/pkg00042/pkg00042_1.42-1_amd64.deb")
+    pool_event = rest_event("/pool/main/p/pkg00001/pkg00001_1.1-1_amd64.deb")
     pool_times = []
     for _ in range(gets + 1):
         t = time.perf_counter()

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run                   # everything (make bench), about 70 s on 2 cores
     python -m benchmarks.run --quick           # small inputs, about 15 s
-    python -m benchmarks.run --only index      # one: index, memory, github, serving, scale, concurrent
+    python -m benchmarks.run --only index      # one: index, memory, github, serving, scale, ...
 
 The results are also written to ``benchmarks/RESULTS.md`` (overwritten each run; ``--output``
 picks another file, ``--no-write`` none).
@@ -19,7 +19,7 @@ from pathlib import Path
 from .common import RSS_METHOD, Section, environment
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-NAMES = ("index", "memory", "github", "serving", "scale", "concurrent")
+NAMES = ("index", "memory", "github", "serving", "serving-scale", "scale", "concurrent")
 
 
 def _log(message: str) -> None:
@@ -28,7 +28,7 @@ def _log(message: str) -> None:
 
 def plan(quick: bool, reps: int | None) -> dict[str, Callable[[], Section]]:
     """What each benchmark runs with, full or ``--quick``."""
-    from . import concurrent_apt, github_calls, index_speed, memory, scale, serving
+    from . import concurrent_apt, github_calls, index_speed, memory, scale, serving, serving_scale
 
     r = reps if reps is not None else 3
     return {
@@ -42,6 +42,9 @@ def plan(quick: bool, reps: int | None) -> dict[str, Callable[[], Section]]:
             reps=r,
             import_reps=3 if quick else 5,
             log=_log,
+        ),
+        "serving-scale": lambda: serving_scale.run(
+            packages=1000 if quick else 10_000, gets=20, import_reps=3 if quick else 5, log=_log
         ),
         "scale": lambda: scale.run(n=200 if quick else 2000, latency=0.1, log=_log),
         "concurrent": lambda: concurrent_apt.run(clients=5 if quick else 50, log=_log),

@@ -462,7 +462,7 @@ def run(
         notes=[
             "Heaviest imports under `ghapt.handlers` (cumulative): "
             + ", ".join(f"`{name}` {sec * 1000:.0f} ms" for name, sec in heavy)
-            + ". Outside Lambda Powertools' Tracer is disabled, yet `aws_xray_sdk` is still imported.",
+            + ". The HTTP handlers no longer load the X-Ray SDK (only the indexer does).",
             "304s (conditional requests on the branch ref) do not count against GitHub's rate limit. "
             f"Pool redirects reuse a storage URL for {calls['pool_url_ttl']:.0f} s; no scenario "
             "touched the storage host (apt follows the 302 itself).",

@@ -50,7 +50,8 @@ Behaviour that matters for ghapt:
   signature is wrong or the URL expired (``url_ttl`` seconds, default 300, on ``fake.clock``),
   supports single ``Range`` requests (206 + ``Content-Range``; ``storage_ignores_range = True``
   makes it answer 200 with everything) and counts ``storage_bytes_served``.
-* Failures are programmable: ``fail_next``, ``rate_limit_next``, ``secondary_limit_next``;
+* Failures are programmable: ``fail_next``, ``rate_limit_next``, ``secondary_limit_next``,
+  ``hang_next`` (accept the request and never answer, until ``release_hangs()`` or ``stop()``);
   ``before_next`` runs a callback just before a matching request is handled (e.g. another
   writer moving the branch between a reader's read and its ref update).
 * ``requests_log`` records every request (server, method, path, query, lower-cased headers,
@@ -327,6 +328,7 @@ class FakeGitHub:
         self._api = _Server(self, "api")
         self._storage = _Server(self, "storage")
         self._threads: list[threading.Thread] = []
+        self._hangs_released = threading.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> FakeGitHub:
@@ -337,6 +339,7 @@ class FakeGitHub:
         return self
 
     def stop(self) -> None:
+        self._hangs_released.set()
         for server in (self._api, self._storage):
             server.shutdown()
             server.server_close()
@@ -536,8 +539,10 @@ class FakeGitHub:
         ``kind``: ``"error"`` answers ``status`` with a JSON message; ``"rate_limit"`` a 403 (or
         ``status``) with ``x-ratelimit-remaining: 0`` and ``x-ratelimit-reset`` in ``reset_in``
         seconds; ``"secondary"`` a 429/403 with ``retry-after``; ``"disconnect"`` closes the
-        connection without answering. Those change no state. ``"lost_reply"`` handles the
-        request (state changes) and then answers 502, like a gateway losing the answer."""
+        connection without answering; ``"hang"`` keeps the connection open and never answers
+        (until ``release_hangs()`` or ``stop()``). Those change no state. ``"lost_reply"``
+        handles the request (state changes) and then answers 502, like a gateway losing the
+        answer."""
         with self._lock:
             self._failures.append(
                 _Failure(
@@ -556,6 +561,16 @@ class FakeGitHub:
     ) -> None:
         """A secondary rate limit: 429 (or 403) with ``retry-after``."""
         self.fail_next(pattern, status=status, count=count, kind="secondary", retry_after=retry_after)
+
+    def hang_next(
+        self, pattern: str, *, count: int = 1, method: str | None = None, server: str = "api"
+    ) -> None:
+        """The next ``count`` matching requests get no answer at all: the connection stays open."""
+        self.fail_next(pattern, count=count, method=method, server=server, kind="hang")
+
+    def release_hangs(self) -> None:
+        """Let every hanging request go (their connections close without an answer)."""
+        self._hangs_released.set()
 
     def before_next(
         self, pattern: str, callback: Callable[[], None], *, method: str | None = None, server: str = "api"
@@ -609,7 +624,7 @@ class FakeGitHub:
                     reply = self._api_request(method, path, query, headers, body)
                 if lost is not None:  # "lost_reply": the work is done, the answer is not
                     reply = _error_reply(502, "Bad Gateway", self._rate_headers())
-            status = 0 if reply.status == -1 else reply.status
+            status = 0 if reply.status in (-1, -3) else reply.status
             self._log.append(LoggedRequest(role, method, path, query, headers, status, body))
             if role == "storage" and reply.status in (200, 206) and method == "GET":
                 self.storage_bytes_served += len(reply.body)
@@ -623,6 +638,8 @@ class FakeGitHub:
                     self._failures.remove(f)
                 if f.kind == "disconnect":
                     return _Reply(-1)
+                if f.kind == "hang":
+                    return _Reply(-3)
                 if f.kind == "lost_reply":
                     return _Reply(-2)
                 if f.kind == "rate_limit":
@@ -1430,6 +1447,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         reply = self.server.fake._handle(self.server.role, method, self.path, headers, body)
+        if reply is not None and reply.status == -3:  # programmed hang: no answer, ever
+            self.server.fake._hangs_released.wait(timeout=60)
+            reply = None
         if reply is None:  # programmed disconnect
             self.close_connection = True
             return

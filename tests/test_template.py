@@ -277,8 +277,8 @@ def test_function_environment_names_are_real_settings(cfn: dict[str, Any]) -> No
 # What each function's settings must hold, checked on the environment with parameters filled in.
 NEEDS = {
     "AuthorizerFunction": ("users_secret_arn", "oidc_issuer", "oidc_audience"),
-    "MetadataFunction": ("metadata_repo", "branch", "github_secret_arn"),
-    "PoolFunction": ("metadata_repo", "branch", "github_secret_arn", "github_repos"),
+    "MetadataFunction": ("metadata_repo", "branch", "github_read_secret_arn"),
+    "PoolFunction": ("metadata_repo", "branch", "github_read_secret_arn", "github_repos"),
     "PublicKeyFunction": ("kms_key_id",),
     "WebhookFunction": ("webhook_secret_arn", "queue_url"),
     "IndexerFunction": ("metadata_repo", "branch", "github_secret_arn", "github_repos", "kms_key_id"),
@@ -288,6 +288,7 @@ NEEDS = {
 POINTS_AT = {
     "GHAPT_USERS_SECRET_ARN": "ref:UsersSecret",
     "GHAPT_GITHUB_SECRET_ARN": "ref:GitHubSecret",
+    "GHAPT_GITHUB_READ_SECRET_ARN": "ref:GitHubReadSecret",
     "GHAPT_WEBHOOK_SECRET_ARN": "ref:WebhookSecret",
     "GHAPT_QUEUE_URL": "ref:RebuildQueue",
     "GHAPT_KMS_KEY_ID": "getatt:SigningKey.Arn",
@@ -544,12 +545,12 @@ def test_oidc_parameters_have_no_insecure_defaults(sam: dict[str, Any]) -> None:
 
 
 # --- least privilege --------------------------------------------------------------------------
-SECRETS = {"UsersSecret", "GitHubSecret", "WebhookSecret", "TokenSecret"}
+SECRETS = {"UsersSecret", "GitHubSecret", "GitHubReadSecret", "WebhookSecret", "TokenSecret"}
 SECRET_READERS = {
     "AuthorizerFunction": {"UsersSecret", "TokenSecret"},
     "TokenFunction": {"TokenSecret"},
-    "MetadataFunction": {"GitHubSecret"},
-    "PoolFunction": {"GitHubSecret"},
+    "MetadataFunction": {"GitHubReadSecret"},
+    "PoolFunction": {"GitHubReadSecret"},
     "PublicKeyFunction": set(),
     "WebhookFunction": {"WebhookSecret"},
     "IndexerFunction": {"GitHubSecret"},

@@ -3,11 +3,18 @@
 Each adapter is built on first use, so each Lambda function touches only what it needs (the
 pool function never loads the signer, the authorizer never lists releases) and cold starts
 stay small. Imports of adapters are lazy for the same reason.
+
+GitHub is reached through two clients: ``github`` (the indexer's: patient, and the credential
+that may write the metadata branch) and ``serving_github`` (the metadata and pool functions':
+the serving profile's short time budget, and the read-only credential of
+``GHAPT_GITHUB_READ_SECRET_ARN`` when one is configured). Serving code only ever gets the
+second, through ``serving_store`` and ``serving_source``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +29,7 @@ if TYPE_CHECKING:
     from ghapt.auth.oidc import OidcRules
     from ghapt.auth.tokens import TokenService
     from ghapt.core.ports import RebuildQueue, Secrets, UserStore
-    from ghapt.github.client import GitHubClient
+    from ghapt.github.client import ClientProfile, GitHubClient
     from ghapt.indexer import Indexer, RebuildResult
     from ghapt.local.signedurls import SignedUrls
 
@@ -62,38 +69,61 @@ class Services:
     # --- ports ------------------------------------------------------------------------------
     @cached_property
     def store(self) -> MetadataStore:
+        """The metadata branch as the indexer reaches it (patient client, write credential)."""
         if self.settings.backend == "local":
             from ghapt.local.gitstore import LocalGitStore
-            from ghapt.local.signedurls import BLOB_PREFIX, SignedUrls
 
-            links = SignedUrls(self.url_key, BLOB_PREFIX, "blob")  # too-large files: signed /_blobs/ URLs
-            return LocalGitStore(self._state_dir() / "metadata.git", self.settings.branch, links=links)
+            return LocalGitStore(self._state_dir() / "metadata.git", self.settings.branch)
+        return self._github_store(self.github)
+
+    @cached_property
+    def serving_store(self) -> MetadataStore:
+        """The metadata branch as the serving path reads it (serving profile, read credential)."""
+        if self.settings.backend == "local":
+            return self.store
+        return self._github_store(self.serving_github)
+
+    def _github_store(self, client: GitHubClient) -> MetadataStore:
         from ghapt.github.store import GitHubBranchStore
 
         self.settings.require("metadata_repo")
-        return GitHubBranchStore(self.github, self.settings.metadata_repo, self.settings.branch)
+        return GitHubBranchStore(client, self.settings.metadata_repo, self.settings.branch)
 
     @cached_property
     def source(self) -> ReleaseSource:
+        """The releases as the indexer reads them (patient client)."""
         if self.settings.backend == "local":
-            from ghapt.local.folder import FolderReleaseSource
+            return self._folder_source()
+        return self._github_source(self.github)
 
-            missing = [
-                hint
-                for value, hint in (
-                    (self.settings.releases_dir, "GHAPT_RELEASES_DIR (--releases)"),
-                    (self.settings.state_dir, "GHAPT_STATE_DIR (--state)"),
-                )
-                if value is None
-            ]
-            if missing or self.settings.releases_dir is None:
-                raise ConfigError("the local backend needs " + " and ".join(missing))
-            return FolderReleaseSource(self.settings.releases_dir, self.settings.suite, self.asset_urls)
+    @cached_property
+    def serving_source(self) -> ReleaseSource:
+        """The releases as the pool resolves them (serving profile, read credential)."""
+        if self.settings.backend == "local":
+            return self.source
+        return self._github_source(self.serving_github)
+
+    def _folder_source(self) -> ReleaseSource:
+        from ghapt.local.folder import FolderReleaseSource
+
+        missing = [
+            hint
+            for value, hint in (
+                (self.settings.releases_dir, "GHAPT_RELEASES_DIR (--releases)"),
+                (self.settings.state_dir, "GHAPT_STATE_DIR (--state)"),
+            )
+            if value is None
+        ]
+        if missing or self.settings.releases_dir is None:
+            raise ConfigError("the local backend needs " + " and ".join(missing))
+        return FolderReleaseSource(self.settings.releases_dir, self.settings.suite, self.asset_urls)
+
+    def _github_source(self, client: GitHubClient) -> ReleaseSource:
         from ghapt.github.source import GitHubReleaseSource
 
         self.settings.require("github_repos")
         return GitHubReleaseSource(
-            self.github,
+            client,
             self.settings.github_repos,
             suite=self.settings.suite,
             prerelease_suite=self.settings.prerelease_suite,
@@ -134,6 +164,7 @@ class Services:
 
         if (
             self.settings.github_secret_arn
+            or self.settings.github_read_secret_arn
             or self.settings.users_secret_arn
             or self.settings.webhook_secret_arn
             or self.settings.token_secret_arn
@@ -143,11 +174,36 @@ class Services:
 
     @cached_property
     def github(self) -> GitHubClient:
+        """The indexer's client: the patient profile and the credential that may write."""
+        from ghapt.github.client import PATIENT
+
+        return self._github_client(PATIENT, self.settings.github_secret_arn)
+
+    @cached_property
+    def serving_github(self) -> GitHubClient:
+        """The serving path's client: a bounded time per request, and the read-only credential
+        (``GHAPT_GITHUB_READ_SECRET_ARN``) when there is one; otherwise (one local process) the
+        same credential as the indexer."""
+        from ghapt.github.client import SERVING
+
+        return self._github_client(
+            SERVING, self.settings.github_read_secret_arn or self.settings.github_secret_arn
+        )
+
+    def _github_client(self, profile: ClientProfile, secret_arn: str) -> GitHubClient:
         from ghapt.github.auth import github_auth_from_settings
         from ghapt.github.client import GitHubClient
 
-        auth = github_auth_from_settings(self.settings, self.secrets)
-        return GitHubClient(self.settings.api_url, auth, on_call=self.on_github_call)
+        auth = github_auth_from_settings(self.settings, self.secrets, secret_arn=secret_arn)
+        return GitHubClient(
+            self.settings.api_url, auth, on_call=self.on_github_call, **profile.client_kwargs()
+        )
+
+    def serving_budget(self) -> AbstractContextManager[None]:
+        """Scope one served request: every GitHub call inside shares the serving time budget."""
+        if self.settings.backend != "github":
+            return nullcontext()
+        return self.serving_github.within_budget()
 
     @cached_property
     def authenticator(self) -> Authenticator:
@@ -193,11 +249,11 @@ class Services:
         """Locally the head check is a file read, so every request looks (a ``ghapt rebuild`` from
         another process is served at once); on GitHub it is an API call, made once per window."""
         ttl = 0.0 if self.settings.backend == "local" else float(self.settings.cache_seconds)
-        return BranchCache(self.store, ttl=ttl)
+        return BranchCache(self.serving_store, ttl=ttl)
 
     @cached_property
     def pool(self) -> PoolResolver:
-        return PoolResolver(self.branch_cache, self.source)
+        return PoolResolver(self.branch_cache, self.serving_source)
 
     @cached_property
     def indexer(self) -> Indexer:

@@ -316,12 +316,13 @@ def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) ->
     lowered = {k.lower(): v for k, v in headers.items()}
     if _not_modified(lowered, etag, snap.time):
         return Reply(304, reply_headers)
-    template = cache.read(snap, PAGE_FILE)
-    if len(template) > MAX_INLINE_BYTES:
+    size = snap.sizes[PAGE_FILE]
+    if size > MAX_INLINE_BYTES:  # checked on the tree's size, before anything is read
         raise PageTooLarge(
-            f"the repository page is {len(template)} bytes, more than a response can carry; "
+            f"the repository page is {size} bytes, more than a response can carry; "
             "`ghapt list --state DIR` (or --metadata-repo) lists the packages from the branch"
         )
+    template = cache.read(snap, PAGE_FILE, MAX_INLINE_BYTES)
     body = fill_page(template, commit=snap.commit, built=snap.time, base_url=base_url)
     return Reply(200, reply_headers, body)
 

@@ -3,6 +3,12 @@
 A warm container keeps the files it has served, keyed by content (git blob id), and checks
 the branch head at most every ``ttl`` seconds, so a steady stream of ``apt update`` costs
 the store one (conditional) head lookup per window and nothing else.
+
+Every size is known from the tree listing before anything is read, so a file too large for a
+Lambda response is refused without being downloaded, and nothing is ever answered with a
+redirect to the store (for a private GitHub repository such URLs carry a token minted for our
+own credential). The indexer does not commit such files: like Debian's archives, an index too
+large to serve uncompressed is listed in Release but served only as ``.xz``/``.gz``.
 """
 
 from __future__ import annotations
@@ -14,15 +20,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote
 
-from ghapt.core.errors import BadRequest, NotFound
-from ghapt.core.layout import POOL_FILE
+from ghapt.core.errors import BadRequest, NotFound, UpstreamError
+from ghapt.core.layout import MAX_INDEX_FILE_BYTES, POOL_FILE
 from ghapt.core.ports import MetadataStore, ReleaseSource
 
-# A Lambda response is at most 6 MB and base64 inflates by a third: redirect anything larger.
-MAX_INLINE_BYTES = 4 * 1024 * 1024
+# A Lambda response is at most 6 MB and base64 inflates by a third: nothing larger is served.
+MAX_INLINE_BYTES = MAX_INDEX_FILE_BYTES
+# The pool manifest is read and parsed whole (parsed, it takes about six times its size): past
+# this (about 40,000 packages) the pool answers 502 rather than run a 128 MB function out of
+# memory. Measured: a 10,000-package manifest (3 MB) adds 18 MB to the pool function's peak.
+MAX_STATE_BYTES = 12 * 1024 * 1024
 POOL_URL_TTL = 60.0  # GitHub's storage URLs live ~5 minutes; hand out ones with most of it left
 BLOB_CACHE_BYTES = 64 * 1024 * 1024
 
@@ -34,17 +44,12 @@ class Reply:
     body: bytes = b""
 
 
-class LargeFileLinks(Protocol):
-    """Optional store capability: a URL a client can fetch a too-large file from directly."""
-
-    def large_file_url(self, commit: str, path: str, base_url: str) -> str: ...
-
-
 @dataclass(frozen=True)
 class Snapshot:
     commit: str
     time: int
     files: Mapping[str, str]  # path -> blob id
+    sizes: Mapping[str, int]  # path -> bytes, from the tree listing
 
 
 class BranchCache:
@@ -72,7 +77,12 @@ class BranchCache:
                 if head is None:
                     raise NotFound("the repository has no index yet: run a rebuild")
                 if self._snapshot is None or self._snapshot.commit != head:
-                    self._snapshot = Snapshot(head, self.store.commit_time(head), self.store.list_files(head))
+                    self._snapshot = Snapshot(
+                        head,
+                        self.store.commit_time(head),
+                        self.store.list_files(head),
+                        self.store.file_sizes(head),
+                    )
             return self._snapshot
 
     def invalidate(self) -> None:
@@ -80,8 +90,12 @@ class BranchCache:
         with self._lock:
             self._checked = float("-inf")
 
-    def read(self, snap: Snapshot, path: str) -> bytes:
+    def read(self, snap: Snapshot, path: str, limit: int) -> bytes:
+        """The file's bytes; ``TooLarge`` when the tree says it is over ``limit`` (nothing is read)."""
         blob = snap.files[path]
+        size = snap.sizes[path]
+        if size > limit:
+            raise TooLarge(f"/{path} is {size} bytes, over the {limit} bytes served")
         with self._lock:
             data = self._blobs.get(blob)
             if data is not None:
@@ -106,7 +120,11 @@ class BranchCache:
         key = (snap.files[path], path)
         parsed = self._parsed  # one read: another thread may replace it meanwhile
         if parsed is None or parsed[0] != key:
-            parsed = (key, json.loads(self.read(snap, path)))
+            try:
+                data = self.read(snap, path, MAX_STATE_BYTES)
+            except TooLarge as exc:
+                raise UpstreamError(f"the metadata branch's {path} is too large to read: {exc}") from None
+            parsed = (key, json.loads(data))
             self._parsed = parsed
         return parsed[1]
 
@@ -156,13 +174,21 @@ def content_type(path: str) -> str:
     return "text/plain; charset=utf-8"
 
 
-def serve_dists(cache: BranchCache, rel: str, headers: Mapping[str, str], base_url: str = "") -> Reply:
+class TooLarge(NotFound):
+    """A file too large to answer with a body. Never redirected (see the module docstring); for
+    an uncompressed Packages that large apt uses the ``.xz`` Release also lists."""
+
+
+def serve_dists(cache: BranchCache, rel: str, headers: Mapping[str, str]) -> Reply:
     """``GET /dists/<rel>``: the file from the branch, with validators, 304s and cache policy."""
     snap = cache.snapshot()
     path = f"dists/{rel}"
     blob = snap.files.get(path)
     if blob is None:
         raise NotFound(f"/{path} does not exist")
+    if snap.sizes[path] > MAX_INLINE_BYTES:
+        # Checked on the tree's size, before anything is read or downloaded.
+        raise TooLarge(f"/{path} is too large to serve; Release lists its compressed forms")
     etag = f'"{blob}"'
     immutable = "/by-hash/" in path
     reply_headers = {
@@ -174,15 +200,7 @@ def serve_dists(cache: BranchCache, rel: str, headers: Mapping[str, str], base_u
     lowered = {k.lower(): v for k, v in headers.items()}
     if _not_modified(lowered, etag, snap.time):
         return Reply(304, reply_headers)
-    data = cache.read(snap, path)
-    if len(data) > MAX_INLINE_BYTES:
-        links = cache.store
-        if not hasattr(links, "large_file_url"):
-            raise NotFound(f"/{path} is too large to serve inline and the store cannot link to it")
-        return Reply(
-            302, {"Location": links.large_file_url(snap.commit, path, base_url), "Cache-Control": "no-store"}
-        )
-    return Reply(200, reply_headers, data)
+    return Reply(200, reply_headers, cache.read(snap, path, MAX_INLINE_BYTES))
 
 
 class PoolResolver:

@@ -36,14 +36,27 @@ MIN_KEY_BITS = 2048
 HttpGet = Callable[[str, float], Any]
 """``http_get(url, timeout)`` returns the parsed JSON body, or raises on any failure."""
 
+_CHUNK = 64 * 1024
+
 
 def requests_get_json(url: str, timeout: float) -> Any:
-    """GET ``url`` with a timeout and a size cap, and parse the JSON body."""
+    """GET ``url`` with a timeout and a size cap, and parse the JSON body.
+
+    ``timeout`` bounds the connect, each read, and the body as a whole (a server that drips
+    bytes cannot hold the authorizer past it)."""
     import requests
 
+    deadline = time.monotonic() + timeout
     with requests.get(url, timeout=timeout, stream=True, headers={"Accept": "application/json"}) as r:
         r.raise_for_status()
-        body = r.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
+        body = b""
+        while len(body) <= MAX_DOCUMENT_BYTES:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url}: the body took longer than {timeout} s")
+            chunk = r.raw.read(_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            body += chunk
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"{url}: response larger than {MAX_DOCUMENT_BYTES} bytes")
     return json.loads(body)
@@ -177,7 +190,11 @@ class OidcVerifier:
 
     Keys come from the issuer's discovery document and JWKS, cached for ``jwks_max_age``. A
     token naming an unknown ``kid`` triggers one refetch (key rotation), at most once per
-    ``refetch_interval`` seconds, so garbage ``kid``s cannot make us hammer the issuer."""
+    ``refetch_interval`` seconds, so garbage ``kid``s cannot make us hammer the issuer.
+
+    A fetch of the keys (discovery document, then JWKS) spends at most ``budget`` seconds in
+    all, each request at most ``timeout``: the authorizer (``Timeout: 10``) answers well
+    before Lambda would kill it, even when the issuer hangs."""
 
     def __init__(
         self,
@@ -188,7 +205,9 @@ class OidcVerifier:
         clock: Callable[[], float] = time.time,
         leeway: int = 60,
         *,
-        timeout: float = 5.0,
+        timeout: float = 2.0,
+        budget: float = 4.5,
+        monotonic: Callable[[], float] = time.monotonic,
         refetch_interval: float = 60.0,
         jwks_max_age: float = 3600.0,
     ) -> None:
@@ -199,6 +218,9 @@ class OidcVerifier:
         self.rules = rules
         self.leeway = leeway
         self.timeout = timeout
+        self.budget = budget
+        self._monotonic = monotonic
+        self._deadline = 0.0
         self.refetch_interval = refetch_interval
         self.jwks_max_age = jwks_max_age
         self._http_get = http_get
@@ -211,8 +233,11 @@ class OidcVerifier:
 
     # --- keys -----------------------------------------------------------------------------
     def _get(self, url: str, what: str) -> Mapping[str, Any]:
+        remaining = self._deadline - self._monotonic()
+        if remaining <= 0:
+            raise Unauthorized(f"cannot fetch the OIDC {what} (the issuer took longer than {self.budget} s)")
         try:
-            document = self._http_get(url, self.timeout)
+            document = self._http_get(url, min(self.timeout, remaining))
         except Exception as exc:
             raise Unauthorized(f"cannot fetch the OIDC {what} ({exc.__class__.__name__})") from None
         if not isinstance(document, Mapping):
@@ -238,6 +263,7 @@ class OidcVerifier:
     def _refresh(self, now: float) -> bool:
         """Fetch the keys; on failure keep the old ones and remember why. True when it worked."""
         self._fetched_at = now  # counts even when it fails: failures are rate-limited too
+        self._deadline = self._monotonic() + self.budget  # under self._lock: one refresh at a time
         try:
             self._keys = self._fetch_keys()
         except Unauthorized as exc:

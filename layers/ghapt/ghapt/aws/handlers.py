@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -71,9 +72,17 @@ class QuietMetrics(Metrics):
 
 logger = Logger(service="ghapt")
 metrics = QuietMetrics(namespace="ghapt", service="ghapt")
-tracer = Tracer(service="ghapt", patch_modules=("requests", "botocore"))  # not all: cold starts
 
 _services: Services | None = None
+
+
+@functools.cache
+def indexer_tracer() -> Any:
+    """The indexer's Powertools Tracer, made on first use: importing the X-Ray SDK costs about
+    0.2 s, most of an HTTP function's cold start, so only the indexer pays it."""
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service="ghapt", patch_modules=("requests", "botocore"))
 
 
 def services() -> Services:
@@ -152,8 +161,8 @@ class Routes:
                 logger.info("request refused", extra={"status": exc.status, "reason": str(exc)})
             headers = {}
             retry_after = getattr(exc, "retry_after", None)
-            if retry_after:
-                headers["Retry-After"] = str(int(retry_after))
+            if retry_after is not None:
+                headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             return Response(exc.status, "text/plain; charset=utf-8", f"{exc}\n", headers=headers)
 
         for rule in self.rules:
@@ -212,9 +221,8 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 # --- metadata ----------------------------------------------------------------------------------
 def _dists(event: APIGatewayProxyEvent) -> Response:
     svc = services()
-    reply = serve_dists(
-        svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {}, _base_url(event)
-    )
+    with svc.serving_budget():
+        reply = serve_dists(svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {})
     metrics.add_metric("CacheHit" if reply.status == 304 else "Served", MetricUnit.Count, 1)
     return _reply(reply, event.http_method)
 
@@ -225,7 +233,9 @@ def _metadata(event: APIGatewayProxyEvent) -> Response:
         return _dists(event)
     from ghapt.page import serve_page
 
-    reply = serve_page(services().branch_cache, event.headers or {}, _base_url(event))
+    svc = services()
+    with svc.serving_budget():
+        reply = serve_page(svc.branch_cache, event.headers or {}, _base_url(event))
     return _reply(reply, event.http_method)
 
 
@@ -234,14 +244,15 @@ metadata_routes = Routes(("/dists/.+", "/", "/index.html"), ("GET", "HEAD"), _me
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.published
-@tracer.capture_lambda_handler
 def metadata_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return metadata_routes.resolve(event, context)
 
 
 # --- pool --------------------------------------------------------------------------------------
 def _pool(event: APIGatewayProxyEvent) -> Response:
-    reply = services().pool.resolve(_proxy_path(event, "/pool/"), _base_url(event))
+    svc = services()
+    with svc.serving_budget():
+        reply = svc.pool.resolve(_proxy_path(event, "/pool/"), _base_url(event))
     return _reply(reply, event.http_method)
 
 
@@ -250,7 +261,6 @@ pool_routes = Routes("/pool/.+", ("GET", "HEAD"), _pool)
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.published
-@tracer.capture_lambda_handler
 def pool_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pool_routes.resolve(event, context)
 
@@ -269,7 +279,6 @@ publickey_routes = Routes("/public.key", ("GET", "HEAD"), _public_key)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
 def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return publickey_routes.resolve(event, context)
 
@@ -277,7 +286,6 @@ def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # --- authorizer --------------------------------------------------------------------------------
 @logger.inject_lambda_context
 @metrics.published
-@tracer.capture_lambda_handler
 def authorizer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from ghapt.aws.authorizer import handle_event
 
@@ -298,7 +306,6 @@ webhook_routes = Routes("/webhook", ("POST",), _webhook)
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.published
-@tracer.capture_lambda_handler
 def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return webhook_routes.resolve(event, context)
 
@@ -306,9 +313,16 @@ def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # --- indexer -----------------------------------------------------------------------------------
 @logger.inject_lambda_context
 @metrics.published
-@tracer.capture_lambda_handler
 def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule."""
+    """SQS batches (a burst of webhooks becomes one rebuild) and the reconcile schedule.
+
+    Only the indexer loads the X-Ray SDK (about 0.2 s of import), to trace its GitHub and KMS
+    calls; the HTTP functions rely on Lambda's active tracing alone and stay fast to start."""
+    traced: Any = indexer_tracer().capture_lambda_handler(_rebuild)
+    return traced(event, context)
+
+
+def _rebuild(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from ghapt.aws.sqs import run_indexer_event
 
     ready = services()
@@ -341,6 +355,5 @@ token_routes = Routes("/token", ("POST",), _token)
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.published
-@tracer.capture_lambda_handler
 def token_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return token_routes.resolve(event, context)

@@ -278,11 +278,17 @@ class Doctor:
             self._add(name, True, f"Date {release['Date']}{tail}")
 
     def _check_by_hash(self, suite: str, release: Any, prefix: str) -> dict[str, bytes]:
-        """Every file Release lists, fetched by hash and checked; returns name -> bytes."""
+        """Every file Release lists, fetched by hash and checked; returns name -> bytes.
+
+        Like Debian's archives, a repository may list an uncompressed Packages it does not
+        serve (ghapt does so above one response's size): that is fine when a compressed form
+        Release lists decompresses to exactly the listed size and hash."""
         name = prefix + "by-hash files"
         by_hash = str(release.get("Acquire-By-Hash", "")).lower() == "yes"
         files: dict[str, bytes] = {}
         problems: list[str] = []
+        unserved: list[tuple[str, int, str, str]] = []
+        listed = {e["name"] for algo in ("SHA512", "SHA256") for e in release.get(algo, [])}
         count = 0
         for algo in ("SHA512", "SHA256"):
             for entry in release.get(algo, []):
@@ -297,6 +303,9 @@ class Doctor:
                 except requests.RequestException as exc:
                     problems.append(f"/{path}: {type(exc).__name__}")
                     continue
+                if r.status_code == 404 and any(rel + ext in listed for ext in (".xz", ".gz")):
+                    unserved.append((rel, size, digest, algo))
+                    continue
                 if r.status_code != 200:
                     problems.append(f"/{path}: {r.status_code}")
                     continue
@@ -304,6 +313,10 @@ class Doctor:
                     problems.append(f"/{path}: content does not match {rel}'s {algo}")
                     continue
                 files.setdefault(rel, r.content)
+        for rel, size, digest, algo in unserved:
+            data = _decompressed_sibling(files, rel)
+            if data is None or len(data) != size or _HASHES[algo](data).hexdigest() != digest:
+                problems.append(f"{rel}: not served, and no compressed form decompresses to its {algo}")
         if count == 0:
             self._add(name, False, "Release lists no files")
         elif problems:
@@ -386,6 +399,17 @@ NO_INDEX_HINT = (
     "(it puts a rebuild request on the stack's RebuildQueueUrl: `aws sqs send-message --queue-url URL "
     "--message-group-id rebuild --message-body first-index`); locally, `ghapt rebuild`."
 )
+
+
+def _decompressed_sibling(files: Mapping[str, bytes], rel: str) -> bytes | None:
+    """``rel`` recovered from its fetched ``.xz`` or ``.gz`` form, or None."""
+    for ext, decompress in ((".xz", lzma.decompress), (".gz", gzip.decompress)):
+        if rel + ext in files:
+            try:
+                return decompress(files[rel + ext])
+            except (lzma.LZMAError, OSError, EOFError):
+                return None
+    return None
 
 
 @contextmanager

@@ -52,14 +52,19 @@ class UpstreamError(GhaptError):
     status = 502
 
 
-class RateLimited(UpstreamError):
-    """GitHub's rate limit is exhausted; ``retry_after`` is in seconds when known."""
+class Unavailable(UpstreamError):
+    """Upstream cannot answer this request now (a rate limit, no answer within the request's
+    time budget): 503 with ``Retry-After`` (``retry_after`` seconds, when known)."""
 
     status = 503
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimited(Unavailable):
+    """GitHub's rate limit is exhausted; ``retry_after`` is in seconds when known."""
 
 
 class SourceChanged(GhaptError):

@@ -18,6 +18,12 @@ SUITES_FILE = "dists/_suites.json"
 PAGE_FILE = "index.html"  # the repository page served at / (see ghapt.page)
 RECORD_VERSION = 1
 
+# The largest file the metadata function answers with a body. A Lambda response is at most 6 MB
+# and base64 (every body is binary to API Gateway) inflates by a third. The indexer never
+# commits an index file above it: like Debian's archives, Release still lists the size and
+# hashes of an uncompressed Packages that large, but only its compressed forms are served.
+MAX_INDEX_FILE_BYTES = 4 * 1024 * 1024
+
 
 def git_blob_id(data: bytes) -> str:
     """The id git gives ``data`` as a blob, so content can be compared with a tree without reading it."""

@@ -40,6 +40,12 @@ class MetadataStore(Protocol):
         """Every file path in ``commit`` mapped to its blob id (a content hash)."""
         ...
 
+    def file_sizes(self, commit: str) -> dict[str, int]:
+        """Every file path in ``commit`` mapped to its size in bytes, from the tree listing.
+
+        Never by reading a blob: the serving path checks a size before it reads anything."""
+        ...
+
     def read_file(self, commit: str, path: str) -> bytes | None:
         """The file's bytes at ``commit``, or None when it does not exist there."""
         ...

@@ -112,6 +112,12 @@ class Settings:
         "",
         "Lambda: Secrets Manager secret with the GitHub token or App key (JSON).",
     )
+    github_read_secret_arn: str = _env(
+        "GHAPT_GITHUB_READ_SECRET_ARN",
+        "",
+        "Lambda: Secrets Manager secret with a read-only GitHub credential for the metadata and pool "
+        "functions (default: the GHAPT_GITHUB_SECRET_ARN credential).",
+    )
     webhook_secret: str = _env(
         "GHAPT_WEBHOOK_SECRET", "", "Shared secret of the GitHub webhook (HMAC-SHA256).", secret=True
     )

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from debian.debian_support import Version
 
 from ghapt.core.errors import BadDebError
+from ghapt.core.layout import MAX_INDEX_FILE_BYTES
 from ghapt.core.model import DebInfo, IndexedAsset, Skipped
 from ghapt.deb.control import PERL_BLANKS, render_stanza, version_problem
 
@@ -236,12 +237,22 @@ def build_dists(
     label: str,
     date: datetime,
     valid_until: datetime | None = None,
+    max_file_bytes: int | None = None,
 ) -> dict[str, bytes]:
     """Every index file of every suite, path -> bytes, with by-hash copies and an unsigned Release.
+
+    Release lists ``Packages``, ``.gz`` and ``.xz`` of each architecture, but a file over
+    ``max_file_bytes`` (too large for one Lambda response) is left out of the tree, by-hash
+    copies too, as Debian's archives do with a large uncompressed Packages: apt fetches the
+    ``.xz`` first and checks what it decompresses against the listed uncompressed hashes. An
+    architecture whose ``.xz`` is still over the limit raises ``ValueError``. The limit is
+    ``MAX_INDEX_FILE_BYTES`` unless ``max_file_bytes`` is given.
 
     Entries should come from ``select_entries``; a conflict left in (also across suites,
     which share the pool) raises ``ValueError`` rather than publishing an index apt cannot
     trust. Signing Release and keeping older by-hash generations is the caller's job."""
+    if max_file_bytes is None:
+        max_file_bytes = MAX_INDEX_FILE_BYTES
     if not _SAFE_NAME_RE.match(component):
         raise ValueError(f"component {component!r} is not a valid name")
     arches = list(dict.fromkeys(architectures))
@@ -271,11 +282,19 @@ def build_dists(
                 PACKAGES_FILES, (packages, gzip_bytes(packages), xz_bytes(packages)), strict=True
             ):
                 listed[f"{folder}/{name}"] = data
+                if len(data) > max_file_bytes:
+                    continue  # listed in Release, not served
                 for title, algo in RELEASE_HASHES:
                     digest = hashlib.new(algo, data).hexdigest()
                     files[f"dists/{suite}/{folder}/by-hash/{title}/{digest}"] = data
         for rel, data in listed.items():
-            files[f"dists/{suite}/{rel}"] = data
+            if len(data) <= max_file_bytes:
+                files[f"dists/{suite}/{rel}"] = data
+            elif rel.endswith(".xz"):
+                raise ValueError(
+                    f"dists/{suite}/{rel} is {len(data)} bytes, over the {max_file_bytes} bytes one "
+                    "response can carry: too many packages for one index"
+                )
 
         lines = [
             f"Origin: {origin}",

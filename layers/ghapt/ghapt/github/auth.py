@@ -40,19 +40,25 @@ def _github_secret(raw: str, name: str) -> dict[str, str]:
 
 
 def github_auth_from_settings(
-    settings: Settings, secrets: Any, *, clock: Callable[[], float] = time.time
+    settings: Settings,
+    secrets: Any,
+    *,
+    clock: Callable[[], float] = time.time,
+    secret_arn: str | None = None,
 ) -> TokenAuth | AppAuth:
     """GitHub credentials: a complete GitHub App config wins, else a token, else ``ConfigError``.
 
-    Values come from ``GHAPT_GITHUB_SECRET_ARN`` (read through ``secrets``) when it is set,
+    Values come from the secret ``secret_arn`` (default ``GHAPT_GITHUB_SECRET_ARN``; the serving
+    functions pass ``GHAPT_GITHUB_READ_SECRET_ARN``), read through ``secrets``, when it is set,
     falling back to the plain settings; the App's ids may live in settings and only the key in
     the secret."""
     token = settings.github_token
     app_id = settings.github_app_id
     installation_id = settings.github_app_installation_id
     private_key = settings.github_app_private_key
-    if settings.github_secret_arn:
-        values = _github_secret(secrets.get(settings.github_secret_arn), settings.github_secret_arn)
+    arn = settings.github_secret_arn if secret_arn is None else secret_arn
+    if arn:
+        values = _github_secret(secrets.get(arn), arn)
         token = values.get("token", token)
         app_id = values.get("app_id", app_id)
         installation_id = values.get("installation_id", installation_id)

@@ -16,6 +16,11 @@ generic wrapper hides (see the GitHub section of FACTS.md):
 * Tokens never appear in logs or exception messages: they only ever travel inside an auth
   object that sets the header on the prepared request. Signed storage URLs are logged without
   their query string.
+* Two profiles (``ClientProfile``): the indexer's is patient (long timeouts, retries, waits out
+  short rate limits); the serving profile of the metadata and pool functions has short
+  timeouts, one retry, never waits on a rate limit, and a total ``budget`` per call well under
+  the function's timeout, after which ``Unavailable`` (503 + ``Retry-After``) answers instead
+  of Lambda killing the function (API Gateway would say 502).
 
 Every HTTP exchange is counted in ``stats`` and reported to ``on_call(method, url, status)``
 (status 0 for a connection error) so benchmarks can count API calls and bytes.
@@ -32,7 +37,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import quote, urljoin, urlsplit
@@ -41,7 +47,7 @@ import requests
 import urllib3
 from requests.auth import AuthBase
 
-from ghapt.core.errors import RateLimited, UpstreamError
+from ghapt.core.errors import RateLimited, Unavailable, UpstreamError
 from ghapt.github.auth import Auth
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,62 @@ DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 _REDIRECTS = (301, 302, 303, 307, 308)
 _ETAG_CACHE_SIZE = 512
+
+# When the current call (one request served, in this thread or task) must be done by; None: no
+# deadline. A context variable, so concurrent requests of a threaded server never share it.
+_DEADLINE: ContextVar[float | None] = ContextVar("ghapt_github_deadline", default=None)
+
+
+@dataclass(frozen=True)
+class ClientProfile:
+    """How patient a ``GitHubClient`` is. ``bootstrap.Services`` picks one per use."""
+
+    connect_timeout: float
+    read_timeout: float
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+    rate_limit_cap: float  # the longest rate-limit wait worth sleeping through; 0 never waits
+    max_rate_limit_waits: int
+    budget: float | None  # seconds one call (``within_budget``) may spend on GitHub; None: no limit
+    budget_retry_after: float  # the Retry-After of a 503 when the budget runs out
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The ``GitHubClient`` keyword arguments of this profile."""
+        values = asdict(self)
+        values["timeout"] = (values.pop("connect_timeout"), values.pop("read_timeout"))
+        return values
+
+
+# The indexer: minutes of patience are fine in the background, and a rate limit is waited out
+# up to a minute (longer ones fail the rebuild, which SQS retries).
+PATIENT = ClientProfile(
+    connect_timeout=10.0,
+    read_timeout=60.0,
+    max_retries=3,
+    backoff_base=0.5,
+    backoff_max=8.0,
+    rate_limit_cap=60.0,
+    max_rate_limit_waits=3,
+    budget=None,
+    budget_retry_after=60.0,
+)
+
+# The metadata and pool functions (Timeout: 20 s) and any other request path: a served request
+# spends at most ``budget`` seconds on GitHub, retries once, and never sleeps on a rate limit;
+# it answers 503 with Retry-After instead. 8 s leaves the rest of the 20 s for a cold start and
+# Secrets Manager.
+SERVING = ClientProfile(
+    connect_timeout=2.0,
+    read_timeout=4.0,
+    max_retries=1,
+    backoff_base=0.2,
+    backoff_max=0.2,
+    rate_limit_cap=0.0,
+    max_rate_limit_waits=0,
+    budget=8.0,
+    budget_retry_after=5.0,
+)
 
 
 class GitHubError(UpstreamError):
@@ -65,6 +127,17 @@ class GitHubError(UpstreamError):
         self.path = path
         self.status_code = status_code
         self.gh_message = gh_message
+
+
+class GitHubUnavailable(GitHubError, Unavailable):
+    """GitHub did not answer (connection failures, timeouts, 5xx) after the retries: 503, try
+    later. ``status_code`` is GitHub's 5xx, or 0 when there was no answer."""
+
+    status = 503
+
+    def __init__(self, method: str, path: str, why: str, retry_after: float, status_code: int = 0) -> None:
+        GitHubError.__init__(self, method, path, status_code, why)
+        self.retry_after = retry_after
 
 
 class RangeIgnored(UpstreamError):
@@ -169,8 +242,11 @@ class GitHubClient:
         rate_limit_cap: float = 60.0,
         max_rate_limit_waits: int = 3,
         timeout: float | tuple[float, float] = (10.0, 60.0),
+        budget: float | None = None,
+        budget_retry_after: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         on_call: Callable[[str, str, int], None] | None = None,
         user_agent: str = "ghapt",
     ) -> None:
@@ -184,14 +260,59 @@ class GitHubClient:
         self.rate_limit_cap = rate_limit_cap
         self.max_rate_limit_waits = max_rate_limit_waits
         self.timeout = timeout
+        self.budget = budget
+        self.budget_retry_after = budget_retry_after
         self.sleep = sleep
         self.clock = clock
+        self.monotonic = monotonic
         self.on_call = on_call
         self.user_agent = user_agent
         self.stats = ClientStats()
         self._lock = threading.Lock()
         self._etags: OrderedDict[str, tuple[str, bytes, str | None]] = OrderedDict()
         self._api_origin = _origin(self.api_url)
+
+    # --- time budget ------------------------------------------------------------------------
+    @contextmanager
+    def within_budget(self) -> Iterator[None]:
+        """Every request made inside shares one deadline, ``budget`` seconds from now.
+
+        Without an open budget each request gets its own. A nested budget never extends an
+        outer one. No budget configured (the indexer): nothing changes."""
+        if self.budget is None:
+            yield
+            return
+        outer = _DEADLINE.get()
+        deadline = self.monotonic() + self.budget
+        token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
+        try:
+            yield
+        finally:
+            _DEADLINE.reset(token)
+
+    def _deadline(self) -> float | None:
+        deadline = _DEADLINE.get()
+        if deadline is None and self.budget is not None:
+            deadline = self.monotonic() + self.budget
+        return deadline
+
+    def _attempt_timeout(self, deadline: float | None, method: str, url: str) -> float | tuple[float, float]:
+        """This attempt's (connect, read) timeouts, cut to what is left of the budget."""
+        if deadline is None:
+            return self.timeout
+        remaining = deadline - self.monotonic()
+        if remaining <= 0:
+            raise self._out_of_time(method, url)
+        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
+        return (min(connect, remaining), min(read, remaining))
+
+    def _out_of_time(self, method: str, url: str) -> GitHubUnavailable:
+        return GitHubUnavailable(
+            method,
+            self._display_path(url),
+            "no answer within the request's time budget",
+            self.budget_retry_after,
+        )
 
     # --- URLs -------------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -318,13 +439,64 @@ class GitHubClient:
     def _api_authorization(self) -> str | None:
         return self.auth.authorization(self) if self.auth is not None else None
 
+    def get_raw(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        """GET an API resource's raw bytes (``application/vnd.github.raw+json``, e.g. a blob).
+
+        ``max_bytes`` caps the body: a larger ``Content-Length`` is refused before anything is
+        read, and the read itself stops one byte past the cap."""
+        url = self.url(path)
+        resp = self.request(
+            "GET",
+            url,
+            headers={"Accept": "application/vnd.github.raw+json", "Accept-Encoding": "identity"},
+            authorization=self._api_authorization,
+            stream=True,
+            count_body=False,
+        )
+        try:
+            if resp.status_code != 200:
+                raise self._error("GET", url, resp)
+            declared = resp.headers.get("Content-Length", "")
+            if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise UpstreamError(
+                    f"GitHub GET {self._display_path(url)}: {declared} bytes, expected {max_bytes}"
+                )
+            limit = None if max_bytes is None else max_bytes + 1
+            try:
+                data = resp.raw.read(limit, decode_content=True) if limit is not None else resp.content
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise GitHubUnavailable(
+                    "GET", self._display_path(url), type(exc).__name__, self.budget_retry_after
+                ) from None
+            if max_bytes is not None and len(data) > max_bytes:
+                raise UpstreamError(
+                    f"GitHub GET {self._display_path(url)}: more than the expected {max_bytes} bytes"
+                )
+            self._count_bytes(len(data))
+            return data
+        finally:
+            resp.close()
+
     # --- release asset bytes ------------------------------------------------------------------
     def asset_url(self, repo: str, asset_id: int | str) -> str:
         """The short-lived storage URL of a release asset (the redirect target, not followed).
 
         If GitHub answers 200 (it may serve the bytes itself), the API URL is returned and
-        ``open_stream``/``fetch_range`` will read it with credentials."""
+        ``open_stream``/``fetch_range`` will read it with credentials. Never hand that URL to a
+        client: ``storage_url`` is for redirects."""
+        return self._asset_location(repo, asset_id, redirect_only=False)
+
+    def storage_url(self, repo: str, asset_id: int | str) -> str:
+        """The storage host's signed URL of a release asset, for a client to be redirected to.
+
+        GitHub documents that it may answer the download with 200 and the bytes instead of a
+        302. That answer has no URL a client could use (the API URL needs our credentials), so
+        it is asked once more, then ``Unavailable`` (503) is raised: never an API URL."""
+        return self._asset_location(repo, asset_id, redirect_only=True)
+
+    def _asset_location(self, repo: str, asset_id: int | str, *, redirect_only: bool) -> str:
         url = self.url(f"repos/{quote(repo, safe='/')}/releases/assets/{quote(str(asset_id), safe='')}")
+        served_directly = 0
         for _hop in range(4):
             resp = self.request(
                 "GET",
@@ -342,7 +514,16 @@ class GitHubClient:
                         continue
                     return target
                 if resp.status_code == 200:
-                    return url
+                    if not redirect_only:
+                        return url
+                    served_directly += 1
+                    if served_directly < 2:
+                        continue  # once more: GitHub usually redirects
+                    raise Unavailable(
+                        f"GitHub served asset {asset_id} of {repo} itself instead of redirecting to "
+                        "its storage host: there is no URL to send the client to",
+                        self.budget_retry_after if self.budget is not None else 60.0,
+                    )
                 raise self._error("GET", url, resp)
             finally:
                 resp.close()
@@ -423,7 +604,9 @@ class GitHubClient:
         attempt = 0
         waits = 0
         reauthed = False
+        deadline = self._deadline()
         while True:
+            timeout = self._attempt_timeout(deadline, method, url)
             if api:
                 assert authorization is not None
                 value = authorization()
@@ -447,7 +630,7 @@ class GitHubClient:
                     headers=hdrs,
                     json=json_body,
                     auth=auth,
-                    timeout=self.timeout,
+                    timeout=timeout,
                     allow_redirects=allow_redirects,
                     stream=stream,
                 )
@@ -455,8 +638,10 @@ class GitHubClient:
                 self._record(method, url, 0, api)
                 if attempt >= self.max_retries:
                     # The exception text may carry a signed URL: only its kind goes out.
-                    raise GitHubError(method, self._display_path(url), 0, type(exc).__name__) from None
-                self._backoff(method, url, attempt, type(exc).__name__)
+                    raise GitHubUnavailable(
+                        method, self._display_path(url), type(exc).__name__, self.budget_retry_after
+                    ) from None
+                self._backoff(method, url, attempt, type(exc).__name__, deadline)
                 attempt += 1
                 continue
             nbytes = len(resp.content) if count_body and not stream else 0
@@ -466,14 +651,15 @@ class GitHubClient:
                 if attempt >= self.max_retries:
                     return resp
                 resp.close()
-                self._backoff(method, url, attempt, str(status))
+                self._backoff(method, url, attempt, str(status), deadline)
                 attempt += 1
                 continue
             if api and status in (403, 429):
                 wait = self._rate_limit_wait(resp)
                 if wait is not None:
                     path = self._display_path(url)
-                    if wait > self.rate_limit_cap or waits >= self.max_rate_limit_waits:
+                    out_of_time = deadline is not None and self.monotonic() + wait >= deadline
+                    if wait > self.rate_limit_cap or waits >= self.max_rate_limit_waits or out_of_time:
                         resp.close()
                         raise RateLimited(
                             f"GitHub rate limit hit on {method} {path}: retry in {wait:.0f} s", wait
@@ -498,8 +684,10 @@ class GitHubClient:
                 continue
             return resp
 
-    def _backoff(self, method: str, url: str, attempt: int, why: str) -> None:
+    def _backoff(self, method: str, url: str, attempt: int, why: str, deadline: float | None) -> None:
         delay = min(self.backoff_base * (2**attempt), self.backoff_max)
+        if deadline is not None and self.monotonic() + delay >= deadline:
+            raise self._out_of_time(method, url)
         log.warning("GitHub %s %s: %s, retry in %.1f s", method, self._display_path(url), why, delay)
         with self._lock:
             self.stats.retries += 1
@@ -559,6 +747,10 @@ class GitHubClient:
             self.stats.bytes_downloaded += n
 
     def _error(self, method: str, url: str, resp: requests.Response) -> GitHubError:
+        if resp.status_code >= 500:
+            return GitHubUnavailable(
+                method, self._display_path(url), _gh_message(resp), self.budget_retry_after, resp.status_code
+            )
         return GitHubError(method, self._display_path(url), resp.status_code, _gh_message(resp))
 
 

@@ -115,5 +115,7 @@ class GitHubReleaseSource:
         return info
 
     def download_url(self, locator: Mapping[str, str], base_url: str) -> str:
-        """The storage host's signed URL (about 5 minutes); the pool function redirects to it."""
-        return self.client.asset_url(locator["repo"], locator["asset_id"])
+        """The storage host's signed URL (about 5 minutes); the pool function redirects to it.
+
+        Never the API URL: if GitHub serves the bytes itself, the client gets a 503 instead."""
+        return self.client.storage_url(locator["repo"], locator["asset_id"])

@@ -7,8 +7,11 @@ at once, and the ref update is a compare-and-swap: GitHub answers 422 "Update is
 forward" if another rebuild won the race, which becomes ``StaleHead`` (rebuild on the new head).
 Anything that fails before the ref update leaves unreachable objects behind, which is harmless.
 
-Reads avoid the contents API's 1 MB limit by reading blobs (up to 100 MB). Commits and trees
-are immutable, so they are cached by id; the branch ref is read with ``If-None-Match``.
+Reads avoid the contents API's 1 MB limit by reading blobs (up to 100 MB), raw, and never
+through the contents API's ``download_url`` (for a private repository it carries a token
+minted for our own credential). Sizes come from the tree listing, so nothing is read to learn
+one. Commits and trees are immutable, so they are cached by id; the branch ref is read with
+``If-None-Match``.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class GitHubBranchStore:
         self.branch = branch
         self._base = f"repos/{quote(repo, safe='/')}/git"
         self._commits: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._files: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._files: OrderedDict[str, dict[str, tuple[str, int]]] = OrderedDict()
 
     # --- reading ------------------------------------------------------------------------------
     def head(self) -> str | None:
@@ -64,47 +67,34 @@ class GitHubBranchStore:
         return str(obj["sha"])
 
     def list_files(self, commit: str) -> dict[str, str]:
+        return {path: sha for path, (sha, _size) in self._entries(commit).items()}
+
+    def file_sizes(self, commit: str) -> dict[str, int]:
+        """Sizes from the tree listing (GitHub's tree API gives ``size`` for every blob)."""
+        return {path: size for path, (_sha, size) in self._entries(commit).items()}
+
+    def _entries(self, commit: str) -> dict[str, tuple[str, int]]:
         cached = self._files.get(commit)
         if cached is None:
             cached = self._walk(str(self._commit(commit)["tree"]["sha"]), "")
             self._remember_files(commit, cached)
-        return dict(cached)
+        return cached
 
     def read_file(self, commit: str, path: str) -> bytes | None:
-        sha = self.list_files(commit).get(path)
-        if sha is None:
+        entry = self._entries(commit).get(path)
+        if entry is None:
             return None
-        return self.read_blob(sha)
+        return self.read_blob(*entry)
 
-    def read_blob(self, sha: str) -> bytes:
-        """A blob's bytes (blobs serve up to 100 MB, unlike the contents API's 1 MB)."""
-        blob = self.client.get_json(f"{self._base}/blobs/{sha}")
-        content = blob.get("content", "")
-        # b64decode skips characters outside the alphabet: GitHub's newlines every 60 chars.
-        data = base64.b64decode(content) if blob.get("encoding") == "base64" else str(content).encode()
+    def read_blob(self, sha: str, size: int | None = None) -> bytes:
+        """A blob's bytes, raw (blobs serve up to 100 MB, unlike the contents API's 1 MB).
+
+        The raw media type spares the base64 JSON copy (a third bigger, then decoded) of a
+        large index file; ``size``, from the tree listing, caps what is read."""
+        data = self.client.get_raw(f"{self._base}/blobs/{sha}", max_bytes=size)
         if git_blob_id(data) != sha:
             raise UpstreamError(f"{self.repo}: blob {sha} came back with different content")
         return data
-
-    def large_file_url(self, commit: str, path: str, base_url: str) -> str:
-        """A short-lived URL the client fetches a file too large for a Lambda response from.
-
-        The contents API, asked for the file at ``commit`` with the ``object`` media type (the
-        one that works for files of 1 to 100 MB; ``content`` is then empty), returns a
-        ``download_url`` on GitHub's raw host; for a private repository it carries a
-        short-lived ``?token=`` scoped to that file, so the client needs no credentials of
-        ours, and never sees our GitHub token. GitHub says such URLs expire and are meant to be
-        used once, so a fresh one is asked for on every request (large files are rare)."""
-        check_path(path)
-        body = self.client.get_json(
-            f"repos/{quote(self.repo, safe='/')}/contents/{quote(path)}",
-            {"ref": commit},
-            accept="application/vnd.github.object+json",
-        )
-        link = body.get("download_url") if isinstance(body, dict) else None
-        if not isinstance(link, str) or not link.startswith(("https://", "http://")):
-            raise UpstreamError(f"{self.repo}: GitHub gave no download URL for {path} at {commit[:12]}")
-        return link
 
     def commit_time(self, commit: str) -> int:
         date = self._commit(commit)["committer"]["date"]
@@ -119,14 +109,15 @@ class GitHubBranchStore:
                 self._commits.popitem(last=False)
         return commit
 
-    def _walk(self, tree: str, prefix: str) -> dict[str, str]:
-        """Every blob under ``tree``. A truncated recursive listing is redone one level at a time."""
-        files: dict[str, str] = {}
+    def _walk(self, tree: str, prefix: str) -> dict[str, tuple[str, int]]:
+        """Every blob under ``tree`` with its size. A truncated recursive listing is redone one
+        level at a time."""
+        files: dict[str, tuple[str, int]] = {}
         body = self.client.get_json(f"{self._base}/trees/{tree}", {"recursive": "1"})
         if not body.get("truncated"):
             for entry in body.get("tree", ()):
                 if entry.get("type") == "blob":
-                    files[prefix + entry["path"]] = entry["sha"]
+                    files[prefix + entry["path"]] = _blob_entry(entry)
             return files
         log.info("%s: tree %s is too big for one listing, walking it level by level", self.repo, tree)
         body = self.client.get_json(f"{self._base}/trees/{tree}")
@@ -134,12 +125,12 @@ class GitHubBranchStore:
             raise UpstreamError(f"{self.repo}: tree {tree} has too many entries for the API")
         for entry in body.get("tree", ()):
             if entry.get("type") == "blob":
-                files[prefix + entry["path"]] = entry["sha"]
+                files[prefix + entry["path"]] = _blob_entry(entry)
             elif entry.get("type") == "tree":
                 files.update(self._walk(entry["sha"], f"{prefix}{entry['path']}/"))
         return files
 
-    def _remember_files(self, commit: str, files: dict[str, str]) -> None:
+    def _remember_files(self, commit: str, files: dict[str, tuple[str, int]]) -> None:
         self._files[commit] = files
         while len(self._files) > _CACHE_TREES:
             self._files.popitem(last=False)
@@ -148,8 +139,8 @@ class GitHubBranchStore:
     def commit_files(self, base: str | None, changes: Mapping[str, bytes | None], message: str) -> str:
         for path in changes:
             check_path(path)
-        current = self.list_files(base) if base is not None else {}
-        known = set(current.values())
+        current = self._entries(base) if base is not None else {}
+        known = {sha for sha, _size in current.values()}
         entries: list[dict[str, Any]] = []
         files = dict(current)
         for path, data in sorted(changes.items()):
@@ -159,13 +150,13 @@ class GitHubBranchStore:
                     del files[path]
                 continue
             sha = git_blob_id(data)
-            if current.get(path) == sha:
+            if current.get(path, ("", 0))[0] == sha:
                 continue
             if sha not in known:
                 self._upload_blob(sha, data)
                 known.add(sha)
             entries.append({"path": path, "mode": "100644", "type": "blob", "sha": sha})
-            files[path] = sha
+            files[path] = (sha, len(data))
 
         if base is None:
             tree = self._post("trees", {"tree": entries})["sha"]
@@ -238,3 +229,11 @@ class GitHubBranchStore:
         if not isinstance(result, dict) or "sha" not in result:
             raise UpstreamError(f"{self.repo}: POST git/{kind} returned no sha")
         return result
+
+
+def _blob_entry(entry: Mapping[str, Any]) -> tuple[str, int]:
+    """(sha, size) of a tree listing's blob entry; GitHub's tree API gives every blob a ``size``."""
+    size = entry.get("size")
+    if not isinstance(size, int) or size < 0:
+        raise UpstreamError(f"the tree listing gave {entry.get('path')!r} no size")
+    return str(entry["sha"]), size

@@ -30,8 +30,7 @@ from ghapt.aws import handlers
 from ghapt.bootstrap import Services
 from ghapt.core.errors import GhaptError
 from ghapt.local.folder import FolderReleaseSource
-from ghapt.local.gitstore import LocalGitStore
-from ghapt.local.signedurls import ASSET_PREFIX, BLOB_PREFIX
+from ghapt.local.signedurls import ASSET_PREFIX
 from ghapt.webhook import MAX_BODY as WEBHOOK_MAX_BODY
 
 log = logging.getLogger(__name__)
@@ -151,8 +150,6 @@ class ApiGateway:
         try:
             if raw_path.startswith(ASSET_PREFIX):
                 return self._asset(method, raw_path[len(ASSET_PREFIX) :], query, environ, start_response)
-            if raw_path.startswith(BLOB_PREFIX):
-                return self._blob(method, raw_path[len(BLOB_PREFIX) :], query, start_response)
             route = next((r for r in ROUTES if r.matches(raw_path)), None)
             if route is None:
                 return _text(start_response, 404, f"no route for {raw_path}\n")
@@ -362,30 +359,6 @@ class ApiGateway:
         fh = path.open("rb")
         wrapper = environ.get("wsgi.file_wrapper")
         return wrapper(fh, 1 << 20) if wrapper else iter(lambda: fh.read(1 << 20), b"")
-
-    # --- metadata files too large for a Lambda response: signed links to the git store -------
-    def _blob(self, method: str, raw_rel: str, query: str, start_response: StartResponse) -> Iterable[bytes]:
-        if method not in ("GET", "HEAD"):
-            return _text(start_response, 405, "method not allowed\n")
-        store = self.services.store
-        if not isinstance(store, LocalGitStore):
-            return _text(start_response, 404, "no local metadata blobs with this backend\n")
-        try:
-            commit, path = store.check_link(raw_rel, dict(parse_qsl(query)))
-        except GhaptError as exc:
-            return _text(start_response, exc.status, f"{exc}\n")
-        data = store.read_file(commit, path)
-        if data is None:
-            return _text(start_response, 404, "no such file in that commit\n")
-        start_response(
-            "200 OK",
-            [
-                ("Content-Type", "application/octet-stream"),
-                ("Content-Length", str(len(data))),
-                ("Cache-Control", "private, max-age=300"),
-            ],
-        )
-        return [b"" if method == "HEAD" else data]
 
 
 def _allows(policy: dict[str, Any], method_arn: str) -> bool:

@@ -14,11 +14,9 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote
 
-from ghapt.core.errors import BadRequest, GhaptError, NotFound, StaleHead
+from ghapt.core.errors import GhaptError, StaleHead
 from ghapt.core.layout import check_path
-from ghapt.local.signedurls import SignedUrls
 
 _ZERO = "0" * 40
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -39,10 +37,10 @@ class GitError(GhaptError):
 class LocalGitStore:
     """``MetadataStore`` over ``repo`` (a bare repository, created on first use)."""
 
-    def __init__(self, repo: Path, branch: str = "apt-metadata", *, links: SignedUrls | None = None) -> None:
+    def __init__(self, repo: Path, branch: str = "apt-metadata") -> None:
         self.repo = Path(repo)
         self.branch = branch
-        self.links = links
+        self._listing: tuple[str, dict[str, tuple[str, int]]] | None = None
         self.ref = f"refs/heads/{branch}"
         if not (self.repo / "HEAD").exists():
             self.repo.mkdir(parents=True, exist_ok=True)
@@ -62,15 +60,27 @@ class LocalGitStore:
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
     def list_files(self, commit: str) -> dict[str, str]:
-        out = self._git("ls-tree", "-r", "-z", "--full-tree", commit)
-        files: dict[str, str] = {}
+        return {path: sha for path, (sha, _size) in self._entries(commit).items()}
+
+    def file_sizes(self, commit: str) -> dict[str, int]:
+        """Sizes from ``git ls-tree --long``: git reads object headers, never the blobs."""
+        return {path: size for path, (_sha, size) in self._entries(commit).items()}
+
+    def _entries(self, commit: str) -> dict[str, tuple[str, int]]:
+        listed = self._listing  # one read: another thread may replace it meanwhile
+        if listed is not None and listed[0] == commit:
+            return listed[1]
+        out = self._git("ls-tree", "-r", "-z", "--long", "--full-tree", commit)
+        files: dict[str, tuple[str, int]] = {}
         for entry in out.split(b"\0"):
             if not entry:
                 continue
             meta, _, path = entry.partition(b"\t")
-            _mode, kind, sha = meta.decode().split()
+            _mode, kind, sha, size = meta.decode().split()
             if kind == "blob":
-                files[path.decode()] = sha
+                files[path.decode()] = (sha, int(size))
+        if _COMMIT_RE.match(commit):  # a commit id names fixed content; a ref name does not
+            self._listing = (commit, files)
         return files
 
     def read_file(self, commit: str, path: str) -> bytes | None:
@@ -85,23 +95,6 @@ class LocalGitStore:
 
     def commit_message(self, commit: str) -> str:
         return self._git("show", "-s", "--format=%B", commit).decode()
-
-    def large_file_url(self, commit: str, path: str, base_url: str) -> str:
-        """A signed, expiring ``/_blobs/<commit>/<path>`` URL that the local gateway serves
-        without credentials (a file too large for a Lambda response is redirected there)."""
-        if self.links is None:
-            raise GitError("this store has no URL signing key: it cannot link to large files")
-        return self.links.url(base_url, f"{commit}/{path}")
-
-    def check_link(self, raw_rel: str, query: Mapping[str, str]) -> tuple[str, str]:
-        """(commit, path) of a valid ``large_file_url``; BadRequest, Forbidden or NotFound otherwise."""
-        if self.links is None:
-            raise NotFound("no local metadata blobs with this store")
-        commit, _, path = unquote(raw_rel).partition("/")
-        if not _COMMIT_RE.match(commit) or not path:
-            raise BadRequest("blob URL must be /_blobs/<commit>/<path>")
-        self.links.check(raw_rel, query)
-        return commit, path
 
     # --- writing ----------------------------------------------------------------------------
     def commit_files(self, base: str | None, changes: Mapping[str, bytes | None], message: str) -> str:

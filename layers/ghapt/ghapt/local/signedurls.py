@@ -1,9 +1,8 @@
-"""Signed, expiring URLs that the local gateway serves itself: ``/_assets/`` and ``/_blobs/``.
+"""Signed, expiring URLs that the local gateway serves itself: ``/_assets/``.
 
-Locally there is no storage host to redirect to, so the pool's 302 (and a too-large index
-file) points back at the gateway with an HMAC-SHA256 signature and an expiry, like GitHub's
-short-lived storage URLs. One key signs every kind; the purpose tag in the signed message
-keeps one kind's signature from being valid as another's.
+Locally there is no storage host to redirect to, so the pool's 302 points back at the gateway
+with an HMAC-SHA256 signature and an expiry, like GitHub's short-lived storage URLs. The
+purpose tag in the signed message keeps a signature from being valid for another kind of URL.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ URL_LIFETIME = 300  # seconds, like GitHub's signed storage URLs
 KEY_FILE = "asset-url.key"
 KEY_BYTES = 32
 ASSET_PREFIX = "/_assets/"
-BLOB_PREFIX = "/_blobs/"
 
 
 def load_url_key(state_dir: Path) -> bytes:

@@ -104,7 +104,7 @@ def _server(channels: list[Any], limit: int = 100) -> Any:
     return SimpleNamespace(
         adj=SimpleNamespace(connection_limit=limit),
         active_channels={i: c for i, c in enumerate(channels)},
-        _map={i: c for i, c in enumerate(channels)},
+        sockets={i: c for i, c in enumerate(channels)},
         accepting=True,
         readable=lambda: True,
     )
@@ -118,7 +118,8 @@ def test_the_guard_closes_idle_and_slow_connections_but_not_ones_being_answered(
         _channel(99.0, request=partial),
         _channel(0.0, requests_=("req",)),
     )
-    guard = ConnectionGuard(_server([idle, fresh, slow, busy]), timeout=10)
+    server = _server([idle, fresh, slow, busy])
+    guard = ConnectionGuard(server, server.sockets, timeout=10)
     guard.maintenance(100.0)
     assert (idle.will_close, fresh.will_close, slow.will_close, busy.will_close) == (
         True,
@@ -136,12 +137,12 @@ def test_the_guard_closes_idle_and_slow_connections_but_not_ones_being_answered(
 def test_a_full_server_evicts_the_longest_idle_connections_past_the_grace() -> None:
     channels = [_channel(float(t)) for t in (5, 1, 3, 99.9)] + [_channel(0.0, requests_=("req",))]
     server = _server(channels, limit=5)
-    guard = ConnectionGuard(server, timeout=60, grace=1.0)
+    guard = ConnectionGuard(server, server.sockets, timeout=60, grace=1.0)
     guard.make_room(100.0)
     assert [c.will_close for c in channels] == [False, True, False, False, False]
     channels[1].will_close = False
-    del server.active_channels[1], server._map[1]
-    server._map[9] = server.active_channels[9] = _channel(100.0)  # a new client, just accepted
+    del server.active_channels[1], server.sockets[1]
+    server.sockets[9] = server.active_channels[9] = _channel(100.0)  # a new client, just accepted
     guard.make_room(100.0)
     assert [c.will_close for c in channels] == [False, False, True, False, False]
 

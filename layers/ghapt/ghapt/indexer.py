@@ -296,19 +296,10 @@ class Indexer:
         return result
 
     # ---------------------------------------------------------------------------------------
-    def _read_all(
-        self,
-        assets: list[Asset],
-        known: Mapping[str, Any],
-        known_bad: Mapping[str, Any],
-        deadline: float | None,
-        progress: Progress | None,
-    ) -> _Reading:
-        """DebInfo for every asset: from the record when key+fingerprint match, else read it.
-
-        New reads start only until ``deadline`` (at least one always starts, so every run makes
-        progress); reads in flight then finish and count. A GitHub failure stops new reads too,
-        and is handed back so the caller can publish what was read before reporting it."""
+    def _triage(
+        self, assets: list[Asset], known: Mapping[str, Any], known_bad: Mapping[str, Any]
+    ) -> tuple[dict[str, DebInfo | BadDebError], deque[Asset], int]:
+        """What the record (or this process) already knows, what must be read, and how much was reused."""
         results: dict[str, DebInfo | BadDebError] = {}
         to_read: deque[Asset] = deque()
         reused = 0
@@ -329,6 +320,22 @@ class Indexer:
                 to_read.appendleft(asset)
             else:
                 to_read.append(asset)
+        return results, to_read, reused
+
+    def _read_all(
+        self,
+        assets: list[Asset],
+        known: Mapping[str, Any],
+        known_bad: Mapping[str, Any],
+        deadline: float | None,
+        progress: Progress | None,
+    ) -> _Reading:
+        """DebInfo for every asset: from the record when key+fingerprint match, else read it.
+
+        New reads start only until ``deadline`` (at least one always starts, so every run makes
+        progress); reads in flight then finish and count. A GitHub failure stops new reads too,
+        and is handed back so the caller can publish what was read before reporting it."""
+        results, to_read, reused = self._triage(assets, known, known_bad)
 
         def read_one(asset: Asset) -> DebInfo | BadDebError:
             try:

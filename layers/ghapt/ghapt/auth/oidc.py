@@ -238,7 +238,7 @@ class OidcVerifier:
             raise Unauthorized(f"cannot fetch the OIDC {what} (the issuer took longer than {self.budget} s)")
         try:
             document = self._http_get(url, min(self.timeout, remaining))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch keys fails closed with a 401
             raise Unauthorized(f"cannot fetch the OIDC {what} ({exc.__class__.__name__})") from None
         if not isinstance(document, Mapping):
             raise Unauthorized(f"the OIDC {what} is not a JSON object")

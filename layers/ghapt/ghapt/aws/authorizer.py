@@ -70,7 +70,7 @@ def handle_event(
         )
         _metric(metrics, "AuthDenied", method)
         raise Exception("Unauthorized") from None  # no chain: it could carry the credential
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - an authorizer fails closed, whatever went wrong
         # Fail closed with a 401, not a 500. Our own errors (a missing secret) say what is wrong
         # and never hold credentials; for anything else the type must do.
         reason = f"{exc.__class__.__name__}: {exc}" if isinstance(exc, GhaptError) else exc.__class__.__name__

@@ -103,7 +103,8 @@ def configure(value: Services | None) -> None:
     _services = value
 
 
-View = Callable[[APIGatewayProxyEvent], Response]
+HttpResponse = Response[Any]
+View = Callable[[APIGatewayProxyEvent], HttpResponse]
 
 
 class _OwnEventResolver(APIGatewayRestResolver):
@@ -153,8 +154,8 @@ class Routes:
     def _build(self) -> _OwnEventResolver:
         app = _OwnEventResolver()
 
-        @app.exception_handler(GhaptError)
-        def _typed(exc: GhaptError) -> Response:
+        @app.exception_handler(GhaptError)  # type: ignore[untyped-decorator]
+        def _typed(exc: GhaptError) -> HttpResponse:
             if exc.status >= 500:
                 logger.error("request failed", extra={"error": type(exc).__name__, "reason": str(exc)})
             else:
@@ -176,7 +177,7 @@ class Routes:
         return app.resolve(event, context)
 
 
-def _reply(reply: Reply, method: str) -> Response:
+def _reply(reply: Reply, method: str) -> HttpResponse:
     """The HTTP response of ``reply``; to HEAD, the same status and headers, with the length
     the body would have had (RFC 9110) and no body."""
     headers = dict(reply.headers)
@@ -219,7 +220,7 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 
 
 # --- metadata ----------------------------------------------------------------------------------
-def _dists(event: APIGatewayProxyEvent) -> Response:
+def _dists(event: APIGatewayProxyEvent) -> HttpResponse:
     svc = services()
     with svc.serving_budget():
         reply = serve_dists(svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {})
@@ -227,7 +228,7 @@ def _dists(event: APIGatewayProxyEvent) -> Response:
     return _reply(reply, event.http_method)
 
 
-def _metadata(event: APIGatewayProxyEvent) -> Response:
+def _metadata(event: APIGatewayProxyEvent) -> HttpResponse:
     """``/dists/...`` files, or the repository page at ``/`` and ``/index.html``."""
     if event.path.startswith("/dists/"):
         return _dists(event)
@@ -249,7 +250,7 @@ def metadata_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 # --- pool --------------------------------------------------------------------------------------
-def _pool(event: APIGatewayProxyEvent) -> Response:
+def _pool(event: APIGatewayProxyEvent) -> HttpResponse:
     svc = services()
     with svc.serving_budget():
         reply = svc.pool.resolve(_proxy_path(event, "/pool/"), _base_url(event))
@@ -266,7 +267,7 @@ def pool_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 # --- public key --------------------------------------------------------------------------------
-def _public_key(event: APIGatewayProxyEvent) -> Response:
+def _public_key(event: APIGatewayProxyEvent) -> HttpResponse:
     key = services().signer.public_key_armored()
     headers = {"Cache-Control": "public, max-age=300"}
     if event.http_method == "HEAD":
@@ -293,7 +294,7 @@ def authorizer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 # --- webhook -----------------------------------------------------------------------------------
-def _webhook(event: APIGatewayProxyEvent) -> Response:
+def _webhook(event: APIGatewayProxyEvent) -> HttpResponse:
     from ghapt.webhook import handle_delivery
 
     svc = services()
@@ -319,7 +320,8 @@ def indexer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     Only the indexer loads the X-Ray SDK (about 0.2 s of import), to trace its GitHub and KMS
     calls; the HTTP functions rely on Lambda's active tracing alone and stay fast to start."""
     traced: Any = indexer_tracer().capture_lambda_handler(_rebuild)
-    return traced(event, context)
+    result: dict[str, Any] = traced(event, context)
+    return result
 
 
 def _rebuild(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -330,7 +332,7 @@ def _rebuild(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 # --- token exchange ----------------------------------------------------------------------------
-def _token(event: APIGatewayProxyEvent) -> Response:
+def _token(event: APIGatewayProxyEvent) -> HttpResponse:
     """An OIDC principal's exchanged token (``ghapt.tokens``); the authorizer said who it is."""
     import json
 

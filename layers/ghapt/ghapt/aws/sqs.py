@@ -64,7 +64,7 @@ def time_budget(context: Any) -> float | None:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return max(MIN_BUDGET_SECONDS, remaining() / 1000 - PUBLISH_RESERVE_SECONDS)
+    return max(MIN_BUDGET_SECONDS, float(remaining()) / 1000 - PUBLISH_RESERVE_SECONDS)
 
 
 def _rebuild(

@@ -85,7 +85,7 @@ class SecretUsers(EditableUsers):
             text = self._fetch(self.secret_arn)
         except ConfigError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported by type, never by value
             raise ConfigError(f"{source}: cannot be read ({exc.__class__.__name__})") from None
         try:
             document = json.loads(text)

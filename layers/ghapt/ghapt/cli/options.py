@@ -16,7 +16,8 @@ from ghapt.core.errors import ConfigError
 from ghapt.core.settings import Settings, env_name, reference
 
 if TYPE_CHECKING:
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    # argparse names the type of add_subparsers()' result only privately
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001
 else:
     Subparsers = Any
 

@@ -224,6 +224,11 @@ class Settings:
 
     def validate(self) -> None:
         """Check each setting's shape; cross-setting needs are checked by the code that needs them."""
+        self._check_names()
+        self._check_ranges()
+        self._check_auth()
+
+    def _check_names(self) -> None:
         if self.backend not in ("local", "github"):
             raise ConfigError(f"GHAPT_BACKEND must be 'local' or 'github', not {self.backend!r}")
         if self.signer not in ("local", "kms"):
@@ -252,27 +257,39 @@ class Settings:
                 raise ConfigError(f"{repo!r} is not OWNER/NAME (GHAPT_GITHUB_REPOS, GHAPT_METADATA_REPO)")
         if not self.api_url.startswith(("https://", "http://")):
             raise ConfigError(f"GITHUB_API_URL must be an http(s) URL, not {self.api_url!r}")
-        if self.byhash_generations < 1:
-            raise ConfigError("GHAPT_BYHASH_GENERATIONS must be at least 1")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"GHAPT_PORT={self.port} is not a port number")
-        if not 1 <= self.threads <= 256:
-            raise ConfigError(f"GHAPT_THREADS={self.threads} must be between 1 and 256")
-        if self.connection_limit < 4:
-            raise ConfigError(f"GHAPT_CONNECTION_LIMIT={self.connection_limit} must be at least 4")
-        if not 0 < self.channel_timeout <= 3600:
-            raise ConfigError(
-                f"GHAPT_CHANNEL_TIMEOUT={self.channel_timeout} must be between 0 and 3600 seconds"
-            )
-        if not 0 <= self.auth_cache_seconds <= 300:
-            raise ConfigError(
+
+    def _check_ranges(self) -> None:
+        bounds: tuple[tuple[bool, str], ...] = (
+            (self.byhash_generations >= 1, "GHAPT_BYHASH_GENERATIONS must be at least 1"),
+            (0 <= self.port <= 65535, f"GHAPT_PORT={self.port} is not a port number"),
+            (1 <= self.threads <= 256, f"GHAPT_THREADS={self.threads} must be between 1 and 256"),
+            (
+                self.connection_limit >= 4,
+                f"GHAPT_CONNECTION_LIMIT={self.connection_limit} must be at least 4",
+            ),
+            (
+                0 < self.channel_timeout <= 3600,
+                f"GHAPT_CHANNEL_TIMEOUT={self.channel_timeout} must be between 0 and 3600 seconds",
+            ),
+            (
+                0 <= self.auth_cache_seconds <= 300,
                 "GHAPT_AUTH_CACHE_SECONDS must be between 0 and 300: a cached decision must not outlive "
-                "the OIDC token it was made for"
-            )
-        if not 0.0 <= self.mass_removal_share <= 1.0:
-            raise ConfigError("GHAPT_MASS_REMOVAL_SHARE must be between 0 and 1 (0.5: half the packages)")
-        if not 60 <= self.token_ttl_seconds <= 86400:
-            raise ConfigError("GHAPT_TOKEN_TTL_SECONDS must be between 60 and 86400 (24 h)")
+                "the OIDC token it was made for",
+            ),
+            (
+                0.0 <= self.mass_removal_share <= 1.0,
+                "GHAPT_MASS_REMOVAL_SHARE must be between 0 and 1 (0.5: half the packages)",
+            ),
+            (
+                60 <= self.token_ttl_seconds <= 86400,
+                "GHAPT_TOKEN_TTL_SECONDS must be between 60 and 86400 (24 h)",
+            ),
+        )
+        for ok, message in bounds:
+            if not ok:
+                raise ConfigError(message)
+
+    def _check_auth(self) -> None:
         if not self.token_login or any(c.isspace() or c == ":" for c in self.token_login):
             raise ConfigError("GHAPT_TOKEN_LOGIN must be a non-empty login without whitespace or ':'")
         if self.token_login == self.oidc_login:
@@ -321,7 +338,7 @@ class Settings:
         return out
 
 
-_ENV_OF = {f.name: f.metadata["env"] for f in fields(Settings)}
+_ENV_OF: dict[str, str] = {f.name: str(f.metadata["env"]) for f in fields(Settings)}
 
 
 def env_name(field_name: str) -> str:

@@ -253,6 +253,59 @@ def build_dists(
     trust. Signing Release and keeping older by-hash generations is the caller's job."""
     if max_file_bytes is None:
         max_file_bytes = MAX_INDEX_FILE_BYTES
+    arches = _check_names(suites, component, architectures)
+    origin, label = _one_line("Origin", origin), _one_line("Label", label)
+    if valid_until is not None and valid_until <= date:
+        raise ValueError("Valid-Until must be after Date")
+    _check_pool(suites)
+    head = [f"Origin: {origin}", f"Label: {label}"]
+    tail = [f"Date: {rfc1123(date)}"]
+    if valid_until is not None:
+        tail.append(f"Valid-Until: {rfc1123(valid_until)}")
+    tail += [
+        "Acquire-By-Hash: yes",
+        "No-Support-for-Architecture-all: Packages",
+        f"Architectures: {' '.join(arches)}",
+        f"Components: {component}",
+    ]
+    files: dict[str, bytes] = {}
+    for suite in sorted(suites):
+        listed = _packages_files(suites[suite], component, arches)
+        for rel, data in listed.items():
+            if len(data) <= max_file_bytes:
+                files[f"dists/{suite}/{rel}"] = data
+                for title, algo in RELEASE_HASHES:
+                    folder = rel.rsplit("/", 1)[0]
+                    files[f"dists/{suite}/{folder}/by-hash/{title}/{hashlib.new(algo, data).hexdigest()}"] = (
+                        data
+                    )
+            elif rel.endswith(".xz"):
+                raise ValueError(
+                    f"dists/{suite}/{rel} is {len(data)} bytes, over the {max_file_bytes} bytes one "
+                    "response can carry: too many packages for one index"
+                )
+            # else: listed in Release, not served (apt fetches the .xz and checks what it unpacks)
+        lines = [
+            *head,
+            f"Suite: {suite}",
+            f"Codename: {suite}",
+            *tail,
+            f"Description: {label} {suite} packages",
+        ]
+        for title, algo in RELEASE_HASHES:
+            lines.append(f"{title}:")
+            lines += [
+                f" {hashlib.new(algo, data).hexdigest()} {len(data)} {rel}"
+                for rel, data in sorted(listed.items())
+            ]
+        files[f"dists/{suite}/Release"] = ("\n".join(lines) + "\n").encode("utf-8")
+    return files
+
+
+def _check_names(
+    suites: Mapping[str, Sequence[IndexedAsset]], component: str, architectures: Sequence[str]
+) -> list[str]:
+    """The architectures without repeats; ``ValueError`` for a name unsafe in a path."""
     if not _SAFE_NAME_RE.match(component):
         raise ValueError(f"component {component!r} is not a valid name")
     arches = list(dict.fromkeys(architectures))
@@ -264,59 +317,21 @@ def build_dists(
     for suite in suites:
         if not _SAFE_NAME_RE.match(suite):
             raise ValueError(f"suite {suite!r} is not a valid name")
-    origin, label = _one_line("Origin", origin), _one_line("Label", label)
-    date_text = rfc1123(date)
-    if valid_until is not None and valid_until <= date:
-        raise ValueError("Valid-Until must be after Date")
-    _check_pool(suites)
+    return arches
 
-    files: dict[str, bytes] = {}
-    for suite in sorted(suites):
-        entries = _sorted_entries(suites[suite])
-        stanzas = {id(e): render_stanza(e.deb, e.pool_path) + b"\n" for e in entries}
-        listed: dict[str, bytes] = {}
-        for arch in arches:
-            packages = b"".join(stanzas[id(e)] for e in _arch_entries(entries, arch))
-            folder = f"{component}/binary-{arch}"
-            for name, data in zip(
-                PACKAGES_FILES, (packages, gzip_bytes(packages), xz_bytes(packages)), strict=True
-            ):
-                listed[f"{folder}/{name}"] = data
-                if len(data) > max_file_bytes:
-                    continue  # listed in Release, not served
-                for title, algo in RELEASE_HASHES:
-                    digest = hashlib.new(algo, data).hexdigest()
-                    files[f"dists/{suite}/{folder}/by-hash/{title}/{digest}"] = data
-        for rel, data in listed.items():
-            if len(data) <= max_file_bytes:
-                files[f"dists/{suite}/{rel}"] = data
-            elif rel.endswith(".xz"):
-                raise ValueError(
-                    f"dists/{suite}/{rel} is {len(data)} bytes, over the {max_file_bytes} bytes one "
-                    "response can carry: too many packages for one index"
-                )
 
-        lines = [
-            f"Origin: {origin}",
-            f"Label: {label}",
-            f"Suite: {suite}",
-            f"Codename: {suite}",
-            f"Date: {date_text}",
-        ]
-        if valid_until is not None:
-            lines.append(f"Valid-Until: {rfc1123(valid_until)}")
-        lines += [
-            "Acquire-By-Hash: yes",
-            "No-Support-for-Architecture-all: Packages",
-            f"Architectures: {' '.join(arches)}",
-            f"Components: {component}",
-            f"Description: {label} {suite} packages",
-        ]
-        for title, algo in RELEASE_HASHES:
-            lines.append(f"{title}:")
-            lines += [
-                f" {hashlib.new(algo, data).hexdigest()} {len(data)} {rel}"
-                for rel, data in sorted(listed.items())
-            ]
-        files[f"dists/{suite}/Release"] = ("\n".join(lines) + "\n").encode("utf-8")
-    return files
+def _packages_files(
+    entries: Sequence[IndexedAsset], component: str, arches: Sequence[str]
+) -> dict[str, bytes]:
+    """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once."""
+    ordered = _sorted_entries(entries)
+    stanzas = {id(e): render_stanza(e.deb, e.pool_path) + b"\n" for e in ordered}
+    listed: dict[str, bytes] = {}
+    for arch in arches:
+        packages = b"".join(stanzas[id(e)] for e in _arch_entries(ordered, arch))
+        folder = f"{component}/binary-{arch}"
+        for name, data in zip(
+            PACKAGES_FILES, (packages, gzip_bytes(packages), xz_bytes(packages)), strict=True
+        ):
+            listed[f"{folder}/{name}"] = data
+    return listed

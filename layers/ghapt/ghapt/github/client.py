@@ -187,9 +187,8 @@ class _Session(requests.Session):
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         original = response.request.url or ""
-        if "Authorization" in prepared_request.headers and self.should_strip_auth(
-            original, prepared_request.url or ""
-        ):
+        strip = self.should_strip_auth(original, prepared_request.url or "")  # type: ignore[no-untyped-call]
+        if "Authorization" in prepared_request.headers and strip:
             del prepared_request.headers["Authorization"]
 
 
@@ -472,7 +471,7 @@ class GitHubClient:
                 raise UpstreamError(
                     f"GitHub GET {self._display_path(url)}: more than the expected {max_bytes} bytes"
                 )
-            self._count_bytes(len(data))
+            self.count_bytes(len(data))
             return data
         finally:
             resp.close()
@@ -556,7 +555,7 @@ class GitHubClient:
             if not content_range.startswith(f"bytes {start}-"):
                 raise UpstreamError(f"{_redact(url)} answered Range {start}-{end} with {content_range!r}")
             data = resp.content
-            self._count_bytes(len(data))
+            self.count_bytes(len(data))
             if len(data) > end - start + 1:
                 raise UpstreamError(f"{_redact(url)} sent more than the requested range")
             return data
@@ -742,7 +741,7 @@ class GitHubClient:
         if self.on_call is not None:
             self.on_call(method, shown, status)
 
-    def _count_bytes(self, n: int) -> None:
+    def count_bytes(self, n: int) -> None:
         with self._lock:
             self.stats.bytes_downloaded += n
 
@@ -772,7 +771,7 @@ class _CountingRaw(io.RawIOBase):
             raise UpstreamError(f"reading {_redact(self._url)} failed: {type(exc).__name__}") from None
         n = len(data)
         buffer[:n] = data
-        self._client._count_bytes(n)
+        self._client.count_bytes(n)
         return n
 
     def close(self) -> None:

@@ -33,9 +33,16 @@ class ConnectionGuard:
     """Drop idle and slow connections of one waitress server (see the module docstring)."""
 
     def __init__(
-        self, server: Any, timeout: float, *, grace: float = 1.0, clock: Callable[[], float] = time.time
+        self,
+        server: Any,
+        sockets: dict[int, Any],
+        timeout: float,
+        *,
+        grace: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.server = server
+        self.sockets = sockets  # the server's socket map (LocalServer owns it): listener + channels
         self.timeout = timeout
         self.grace = min(grace, timeout)
         self.clock = clock
@@ -48,7 +55,7 @@ class ConnectionGuard:
         readable = self.server.readable
 
         def guarded_readable() -> bool:
-            if self.server.accepting and len(self.server._map) >= self.limit:
+            if self.server.accepting and len(self.sockets) >= self.limit:
                 self.make_room(self.clock())
             return bool(readable())
 
@@ -85,7 +92,7 @@ class ConnectionGuard:
             (c for c in self._channels() if not c.requests and c.request is None),
             key=lambda c: c.last_activity,
         )
-        need = len(self.server._map) - self.limit + 1
+        need = len(self.sockets) - self.limit + 1
         for channel in idle[:need]:
             if channel.last_activity > now - self.grace:
                 break

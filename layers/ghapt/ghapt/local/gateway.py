@@ -280,7 +280,7 @@ class ApiGateway:
             }
             try:
                 policy = handlers.authorizer_handler(auth_event, LambdaContext("authorizer"))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - API Gateway turns any authorizer failure into 401/500
                 if str(exc) == "Unauthorized":
                     return unauthorized, {}
                 log.error("authorizer failed: %s", type(exc).__name__)
@@ -302,7 +302,7 @@ class ApiGateway:
         try:
             version_of = getattr(self.services.authenticator.users, "version", None)
             version = version_of() if callable(version_of) else None
-        except Exception:  # the authorizer reports a broken configuration itself (fail closed)
+        except Exception:  # noqa: BLE001 - the authorizer reports a broken configuration itself (fail closed)
             version = None
         with self._lock:
             if version != self._users_seen:

@@ -56,7 +56,7 @@ class LocalServer:
             cleanup_interval=CLEANUP_INTERVAL,
             max_request_body_size=MAX_BODY,
         )
-        self.guard = ConnectionGuard(self._server, channel_timeout)
+        self.guard = ConnectionGuard(self._server, self._map, channel_timeout)
         self.guard.install()
 
     @property
@@ -210,7 +210,7 @@ class FolderWatcher:
             self._rebuild()
         except ConfigError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported and retried on the next poll
             self._failed(exc)
         else:
             self._published = state
@@ -234,7 +234,7 @@ class FolderWatcher:
                 if self._failing:
                     self.report(f"ghapt: rebuild succeeded after {self._failing} failed attempt(s)")
                     self._failing, self.last_error = 0, ""
-        except Exception as exc:  # the watcher must never die: report, count, retry next poll
+        except Exception as exc:  # noqa: BLE001 - the watcher must never die: report, count, retry next poll
             self._failed(exc)
         finally:
             with self._progress:

@@ -9,7 +9,7 @@
   cache (200, and 304 with ``If-Modified-Since``). Reference: the no-op handlers of
   ``benchmarks.noop_handler`` called with the same events in the same process.
 * GitHub calls per 100 ``apt update``-equivalent sequences and per 100 pool downloads, over
-  ``tests.fakegithub.FakeGitHub`` with the GitHub backend, the branch cache and pool URL cache
+  ``tests.support.fakegithub.FakeGitHub`` with the GitHub backend, the branch cache and pool URL cache
   on a simulated clock. Reference: the same with the caches off (``GHAPT_CACHE_SECONDS=0``).
 """
 
@@ -217,7 +217,7 @@ def measure_calls(tmp: Path, sequences: int) -> dict[str, Any]:
     from ghapt.demo import DEMO_PACKAGES, build_demo_deb
     from ghapt.serving import POOL_URL_TTL, BranchCache, PoolResolver
 
-    from tests.fakegithub import FakeGitHub
+    from tests.support.fakegithub import FakeGitHub
 
     from .github_calls import BRANCH, META, REPO, github_services
 

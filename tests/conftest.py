@@ -1,11 +1,37 @@
-"""Shared pytest wiring."""
+"""Shared pytest wiring.
+
+The suite has four tiers, one directory each; every test is marked with its tier, so
+``pytest -m unit`` (or ``-m "not e2e"``) picks a tier:
+
+- ``unit/``: the domain and single adapters in-process, with in-memory fakes (real local tools
+  such as dpkg-deb, git and gpgv serve as builders and oracles);
+- ``contract/``: one suite per port (MetadataStore, ReleaseSource, Signer) run over every adapter;
+- ``integration/``: adapters against stand-ins: the local server, the fake GitHub, the local
+  OIDC issuer, moto;
+- ``e2e/``: the real apt-get, the console script, the SAM events, README, template and workflows.
+
+Helpers live in ``tests/support/``; fixtures used by more than one tier live here.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+TIERS = ("unit", "contract", "integration", "e2e")
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (the directory it lives in); a test outside the tiers is an error."""
+    for item in items:
+        tier = item.path.resolve().relative_to(_TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,351 @@
+"""Token exchange: mint/verify, the authorizer's token login, POST /token over the local server,
+and the real apt-get still working with the exchanged token after the OIDC token has expired."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from ghapt import tokens as tokens_module
+from ghapt.authorizer import Authenticator, settings_authenticator
+from ghapt.clientconfig import auth_entry
+from ghapt.errors import ConfigError, Forbidden, Unauthorized
+from ghapt.oidc import OidcRules, OidcVerifier
+from ghapt.services import Services
+from ghapt.settings import Settings
+from ghapt.tokens import TokenService, file_key, secret_key, settings_tokens
+from ghapt.users import UserFile
+
+from tests.support.aptclient import AptClient
+from tests.support.debbuild import build_deb
+from tests.support.oidcissuer import OWNER_ID, REPOSITORY, REPOSITORY_ID, OidcIssuer
+from tests.support.servers import serve
+
+NOW = 1_760_000_000.0
+KEY = b"k" * 32
+ISSUER = "https://token.actions.githubusercontent.com"
+AUD = "ghapt-test"
+IDENTITY = {
+    "sub": f"repo:{REPOSITORY}:ref:refs/heads/main",
+    "repository": REPOSITORY,
+    "repository_id": REPOSITORY_ID,
+    "repository_owner": "octo-org",
+    "repository_owner_id": OWNER_ID,
+    "ref": "refs/heads/main",
+    "run_id": "10000000001",
+}
+PASSWORD = "correct-horse-battery"
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def service(clock: Clock, key: bytes = KEY, **kwargs: Any) -> TokenService:
+    return TokenService(lambda: key, issuer=ISSUER, audience=AUD, clock=clock, **kwargs)
+
+
+def basic(login: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+
+
+# --- mint and verify ------------------------------------------------------------------------------
+def test_round_trip_carries_the_identity_and_expiry() -> None:
+    clock = Clock(NOW)
+    svc = service(clock, ttl=3600)
+    exchanged = svc.mint(IDENTITY)
+    assert exchanged.login == "ghapt-token"
+    assert exchanged.expires_at == int(NOW) + 3600
+    assert exchanged.as_json()["expires_at"] == "2025-10-09T09:53:20Z"
+    assert datetime.fromisoformat(exchanged.as_json()["expires_at"]) == datetime.fromtimestamp(
+        NOW + 3600, UTC
+    )
+    assert not any(c.isspace() for c in exchanged.password) and ":" not in exchanged.password
+    claims = svc.verify(exchanged.password)
+    for name, value in IDENTITY.items():
+        assert claims[name] == value
+    assert claims["iss"] == ISSUER and claims["aud"] == AUD and claims["exp"] == int(NOW) + 3600
+    # Each mint is unique (jti), even within one second.
+    assert svc.mint(IDENTITY).password != exchanged.password
+
+
+def test_expired_token_is_denied_with_its_expiry() -> None:
+    clock = Clock(NOW)
+    svc = service(clock, ttl=600)
+    token = svc.mint(IDENTITY).password
+    clock.now = NOW + 599
+    svc.verify(token)
+    clock.now = NOW + 600
+    with pytest.raises(Unauthorized, match="expired at 2025-10-09T09:03:20Z"):
+        svc.verify(token)
+
+
+def _tamper(token: str, **changes: Any) -> str:
+    prefix, payload, mac = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims.update(changes)
+    raw = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{prefix}.{raw}.{mac}"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"exp": NOW + 10**9},
+        {"repository": "evil/repo"},
+        {"repository_owner_id": "1"},
+    ],
+)
+def test_tampered_claims_fail_the_mac(change: dict[str, Any]) -> None:
+    svc = service(Clock(NOW))
+    token = svc.mint(IDENTITY).password
+    with pytest.raises(Unauthorized, match="MAC does not verify"):
+        svc.verify(_tamper(token, **change))
+    # A flipped MAC byte, too.
+    prefix, payload, mac = token.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4)))
+    raw[0] ^= 1
+    flipped = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    with pytest.raises(Unauthorized, match="MAC does not verify"):
+        svc.verify(f"{prefix}.{payload}.{flipped}")
+
+
+def test_another_key_or_another_oidc_configuration_is_denied() -> None:
+    clock = Clock(NOW)
+    token = service(clock).mint(IDENTITY).password
+    with pytest.raises(Unauthorized, match="another key"):
+        service(clock, key=b"z" * 32).verify(token)
+    other_audience = TokenService(lambda: KEY, issuer=ISSUER, audience="other", clock=clock)
+    with pytest.raises(Unauthorized, match="MAC does not verify"):
+        other_audience.verify(token)  # the binding is part of the MAC
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", "x", "a.b.c", "ghapt1.", "ghapt1.e30.", "ghapt1.!!!.!!!", "ghapt1.e30.AAAA", "é" * 10, "g" * 5000],
+)
+def test_garbage_is_denied(garbage: str) -> None:
+    with pytest.raises(Unauthorized):
+        service(Clock(NOW)).verify(garbage)
+
+
+def test_current_rules_are_applied_at_verification() -> None:
+    clock = Clock(NOW)
+    token = service(clock).mint(IDENTITY).password
+    service(clock, rules=OidcRules.build(owner_ids=[OWNER_ID])).verify(token)
+    with pytest.raises(Unauthorized, match="not allowed"):
+        service(clock, rules=OidcRules.build(owner_ids=["1"])).verify(token)
+
+
+def test_exchange_is_only_for_oidc_principals() -> None:
+    svc = service(Clock(NOW))
+    context = {"kind": "oidc", "name": REPOSITORY, "owner_id": OWNER_ID, "run_id": "7", "subject": "s"}
+    claims = svc.verify(svc.exchange(context).password)
+    assert claims["repository"] == REPOSITORY and claims["run_id"] == "7" and claims["sub"] == "s"
+    for kind in ("basic", "token", None):
+        with pytest.raises(Forbidden, match="needs a GitHub Actions OIDC token"):
+            svc.exchange({"kind": kind, "name": "alice"} if kind else None)
+
+
+# --- keys -------------------------------------------------------------------------------------------
+def test_file_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
+    path = tmp_path / "token.key"
+    first = file_key(path)()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first) >= 32 and file_key(path)() == first
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        file_key(path)()
+
+
+def test_secret_key_reads_the_secret_and_refuses_short_ones() -> None:
+    secrets = {"arn:token": "s" * 48, "arn:short": "abc"}
+    assert secret_key("arn:token", secrets.__getitem__)() == b"s" * 48
+    with pytest.raises(ConfigError, match="shorter than 32"):
+        secret_key("arn:short", secrets.__getitem__)()
+
+
+def test_settings_choose_the_key_and_ttl(tmp_path: Path) -> None:
+    base = {"oidc_issuer": ISSUER, "oidc_audience": AUD}
+    assert settings_tokens(Settings.from_env({}, state_dir=tmp_path)) is None  # OIDC off
+    assert settings_tokens(Settings.from_env({}, **base)) is None  # no key source
+    local = settings_tokens(Settings.from_env({}, state_dir=tmp_path, **base))
+    assert local is not None and local.ttl == 6 * 3600 and local.login == "ghapt-token"
+    local.mint(IDENTITY)
+    assert (tmp_path / tokens_module.KEY_FILE).is_file()
+    env = {
+        "GHAPT_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:t",
+        "GHAPT_TOKEN_TTL_SECONDS": "60",
+    }
+    aws = settings_tokens(
+        Settings.from_env(env, **base), {env["GHAPT_TOKEN_SECRET_ARN"]: "q" * 40}.__getitem__
+    )
+    assert aws is not None and aws.ttl == 60
+    assert aws.verify(aws.mint(IDENTITY).password)["repository"] == REPOSITORY
+    for bad in ("59", "86401"):
+        with pytest.raises(ConfigError, match="GHAPT_TOKEN_TTL_SECONDS"):
+            Settings.from_env({"GHAPT_TOKEN_TTL_SECONDS": bad})
+    with pytest.raises(ConfigError, match="differ"):
+        Settings.from_env({"GHAPT_TOKEN_LOGIN": "github-action"})
+
+
+def test_authenticator_accepts_the_token_login_and_says_why_not() -> None:
+    clock = Clock(NOW)
+    rules = OidcRules.build(owner_ids=[OWNER_ID])
+    svc = service(clock, rules=rules)
+    auth = Authenticator(None, None, tokens=svc)
+    token = svc.mint(IDENTITY).password
+    principal = auth.authenticate(basic("ghapt-token", token))
+    assert principal.kind == "token" and principal.name == REPOSITORY
+    context = principal.context()
+    assert context["kind"] == "token" and context["run_id"] == "10000000001"
+    assert context["expires"] == str(int(NOW) + 6 * 3600)
+    assert auth.method_of(basic("ghapt-token", "x")) == "token"
+    with pytest.raises(Unauthorized, match="Basic Auth users are not configured"):
+        auth.authenticate(basic("alice", token))  # the wrong login is an ordinary user
+    with pytest.raises(Unauthorized, match="not a ghapt1 token"):
+        auth.authenticate(basic("ghapt-token", "hunter2"))
+    clock.now += 6 * 3600
+    with pytest.raises(Unauthorized, match="expired") as info:
+        auth.authenticate(basic("ghapt-token", token))
+    assert token not in str(info.value)
+
+
+def test_settings_authenticator_verifies_tokens_the_exchange_minted(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {}, state_dir=tmp_path, oidc_issuer=ISSUER, oidc_audience=AUD, oidc_owner_ids=OWNER_ID
+    )
+    minted = Services(settings, {}).tokens
+    assert minted is not None
+    auth = settings_authenticator(settings)
+    principal = auth.authenticate(basic("ghapt-token", minted.mint(IDENTITY).password))
+    assert principal.kind == "token"
+
+
+# --- over HTTP, and the real apt-get ----------------------------------------------------------------
+@pytest.fixture
+def issuer():
+    with OidcIssuer(audience=AUD) as iss:
+        yield iss
+
+
+@pytest.fixture
+def world(tmp_path: Path, issuer: OidcIssuer):
+    """The local server with OIDC for ``issuer``; one injected clock drives the OIDC verifier,
+    the token service and the gateway's policy cache."""
+    releases, state = tmp_path / "releases", tmp_path / "state"
+    deb = build_deb(releases / "v1.0", "hello-ghapt", "1.0-1", "all")
+    UserFile(state / "users.json").add("alice", PASSWORD)
+    settings = Settings.from_env(
+        {},
+        releases_dir=releases,
+        state_dir=state,
+        architectures="amd64",
+        oidc_issuer=issuer.url,
+        oidc_audience=AUD,
+        oidc_owner_ids=OWNER_ID,
+    )
+    services = Services(settings, {})
+    services.indexer.rebuild()
+    clock = Clock(datetime.now(UTC).timestamp())
+    rules = OidcRules.from_settings(settings)
+    base = settings_authenticator(settings)
+    tokens = TokenService(
+        file_key(state / tokens_module.KEY_FILE),
+        issuer=issuer.url,
+        audience=AUD,
+        rules=rules,
+        clock=clock,
+    )
+    services.authenticator = Authenticator(
+        base.users, OidcVerifier(issuer.url, AUD, rules, clock=clock), tokens=tokens
+    )
+    services.tokens = tokens
+    with serve(services, clock=clock) as server:
+        key = tmp_path / "ghapt.asc"
+        key.write_text(services.signer.public_key_armored())
+        yield server, clock, key, deb
+
+
+def test_post_token_with_an_oidc_bearer_returns_the_credential(world, issuer) -> None:
+    server, clock, _, _ = world
+    oidc = issuer.mint(now=clock())
+    r = requests.post(f"{server.url}/token", headers={"Authorization": f"Bearer {oidc}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.headers["Cache-Control"] == "no-store"
+    body = r.json()
+    assert set(body) == {"login", "password", "expires_at"} and body["login"] == "ghapt-token"
+    expires = datetime.fromisoformat(body["expires_at"]).timestamp()
+    assert expires == int(clock()) + 6 * 3600
+    # As the OIDC login's password too (how apt-style clients send it).
+    r = requests.post(f"{server.url}/token", auth=("github-action", oidc), timeout=10)
+    assert r.status_code == 200 and r.json()["password"] != body["password"]
+    # The exchanged credential reads the repository.
+    r = requests.get(
+        f"{server.url}/dists/stable/InRelease", auth=(body["login"], body["password"]), timeout=10
+    )
+    assert r.status_code == 200
+
+
+def test_post_token_refuses_basic_users_exchanged_tokens_and_strangers(world, issuer) -> None:
+    server, clock, _, _ = world
+    r = requests.post(f"{server.url}/token", auth=("alice", PASSWORD), timeout=10)
+    assert r.status_code == 403 and "OIDC" in r.text
+    oidc = issuer.mint(now=clock())
+    body = requests.post(
+        f"{server.url}/token", headers={"Authorization": f"Bearer {oidc}"}, timeout=10
+    ).json()
+    r = requests.post(f"{server.url}/token", auth=(body["login"], body["password"]), timeout=10)
+    assert r.status_code == 403  # a token cannot renew itself
+    assert requests.post(f"{server.url}/token", timeout=10).status_code == 401
+    foreign = issuer.mint({"repository_owner_id": "1", "repository_owner": "evil"}, now=clock())
+    r = requests.post(f"{server.url}/token", headers={"Authorization": f"Bearer {foreign}"}, timeout=10)
+    assert r.status_code == 401
+    assert requests.get(f"{server.url}/token", auth=("alice", PASSWORD), timeout=10).status_code == 405
+
+
+@pytest.mark.apt
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
+def test_apt_works_with_the_exchanged_token_after_the_oidc_token_expired(world, issuer, tmp_path) -> None:
+    server, clock, key, deb = world
+    oidc = issuer.mint(now=clock())
+    r = requests.post(f"{server.url}/token", headers={"Authorization": f"Bearer {oidc}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    body = r.json()
+
+    # Ten minutes later: the OIDC token (5 minutes + 60 s leeway) is dead, the cache too.
+    clock.now += 600
+    oidc_only = AptClient(tmp_path / "apt-oidc")
+    oidc_only.add_source(server.url, "stable", key)
+    oidc_only.set_auth(auth_entry(server.url, "github-action", oidc))
+    res = oidc_only.run("update")
+    assert "401" in res.output, res.output
+
+    apt = AptClient(tmp_path / "apt")
+    apt.add_source(server.url, "stable", key)
+    apt.set_auth(auth_entry(server.url, body["login"], body["password"]))
+    res = apt.run("update")
+    assert res.returncode == 0, res.output
+    assert "401" not in res.output
+    res = apt.run("download", "hello-ghapt")
+    assert res.returncode == 0, res.output
+    got = next((apt.root / "downloads").glob("hello-ghapt_1.0-1_all.deb"))
+    assert got.read_bytes() == deb.read_bytes()
+    assert any(p.startswith("/pool/") for p in server.paths(302))
+
+    # Past its expiry the exchanged token is refused too.
+    clock.now += 6 * 3600
+    res = apt.run("update")
+    assert "401" in res.output, res.output

@@ -16,6 +16,7 @@ Helpers live in ``tests/support/``; fixtures used by more than one tier live her
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(tier)
+
+
+@pytest.fixture(autouse=True)
+def _environment_is_restored() -> Iterator[None]:
+    """Each test starts from the same os.environ. Code run in-process can set variables for good:
+    ``ghapt.cli.main`` sets POWERTOOLS_LOG_LEVEL=WARNING, which silenced the INFO logs of every
+    Powertools Logger created later in the same worker (an order-dependent failure)."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 @pytest.fixture(autouse=True)

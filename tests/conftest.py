@@ -17,10 +17,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ghapt.services import Services
+from ghapt.settings import Settings
+
+from tests.support.debbuild import build_deb
+from tests.support.fakegithub import FakeGitHub
+from tests.support.oidcissuer import AUDIENCE, OWNER_ID, OidcIssuer
+from tests.support.repos import LocalRepo, ServedRepo
+from tests.support.servers import serve
 
 TIERS = ("unit", "contract", "integration", "e2e")
 _TESTS = Path(__file__).resolve().parent
@@ -77,3 +86,81 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         parameters.clear_caches()
         yield
         parameters.clear_caches()
+
+
+# --- the fake GitHub ------------------------------------------------------------------------------
+@pytest.fixture
+def gh_clock() -> Callable[[], float]:
+    """The clock the ``gh`` fake runs on; override it to share a hand-moved ``Clock``."""
+    return time.time
+
+
+@pytest.fixture
+def gh_repos() -> tuple[str, ...]:
+    """The repositories the ``gh`` fake starts with; override it per module."""
+    return ()
+
+
+@pytest.fixture
+def gh(gh_clock: Callable[[], float], gh_repos: tuple[str, ...]) -> Iterator[FakeGitHub]:
+    """The fake GitHub (API and storage host on 127.0.0.1), started with ``gh_repos``."""
+    with FakeGitHub(clock=gh_clock) as fake:
+        for repo in gh_repos:
+            fake.add_repo(repo)
+        yield fake
+
+
+# --- GitHub Actions OIDC --------------------------------------------------------------------------
+@pytest.fixture
+def oidc_audience() -> str:
+    """The audience the ``issuer`` mints for and the OIDC repository demands."""
+    return AUDIENCE
+
+
+@pytest.fixture
+def issuer_clock() -> Callable[[], float]:
+    """The default ``iat`` of the ``issuer``'s tokens; override it to share a hand-moved ``Clock``."""
+    return time.time
+
+
+@pytest.fixture
+def issuer(oidc_audience: str, issuer_clock: Callable[[], float]) -> Iterator[OidcIssuer]:
+    """A local GitHub-Actions-like OIDC issuer (discovery and JWKS over real HTTP)."""
+    with OidcIssuer(audience=oidc_audience, clock=issuer_clock) as iss:
+        yield iss
+
+
+@pytest.fixture
+def oidc_rules() -> dict[str, str]:
+    """The identity rules (Settings fields) of the OIDC repository; override them per module."""
+    return {"oidc_owner_ids": OWNER_ID}
+
+
+@pytest.fixture
+def oidc_local_repo(tmp_path: Path, issuer: OidcIssuer, oidc_rules: dict[str, str]) -> LocalRepo:
+    """A local repository that trusts ``issuer``'s tokens, indexed: hello-ghapt 1.0-1 (all),
+    published as ``v1.0/hello.1.0-1.deb`` (an asset name that is not the pool's name)."""
+    releases = tmp_path / "releases"
+    deb = build_deb(releases / "v1.0", "hello-ghapt", "1.0-1", "all", filename="hello.1.0-1.deb")
+    settings = Settings.from_env(
+        {},
+        releases_dir=releases,
+        state_dir=tmp_path / "state",
+        architectures="amd64",
+        oidc_issuer=issuer.url,
+        oidc_audience=issuer.audience,
+        **oidc_rules,
+    )
+    services = Services(settings, {})
+    assert services.indexer.rebuild().packages == 1
+    return LocalRepo(services, deb)
+
+
+@pytest.fixture
+def oidc_repo(tmp_path: Path, oidc_local_repo: LocalRepo) -> Iterator[ServedRepo]:
+    """``oidc_local_repo`` behind the local server, with its public key written out."""
+    services = oidc_local_repo.services
+    with serve(services) as server:
+        key = tmp_path / "ghapt.asc"
+        key.write_text(services.signer.public_key_armored())
+        yield ServedRepo(services, oidc_local_repo.deb, server, key)

@@ -21,15 +21,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from ghapt.services import Services
-from ghapt.settings import Settings
 from samtranslator.yaml_helper import yaml_parse
 
 from tests.support.aptclient import AptClient
-from tests.support.debbuild import build_deb
-from tests.support.oidcissuer import OWNER_ID, OidcIssuer
+from tests.support.oidcissuer import OidcIssuer
 from tests.support.paths import ROOT
-from tests.support.servers import serve
 
 ACTION = ROOT / ".github/actions/apt-setup"
 SCRIPT = ACTION / "setup.sh"
@@ -84,10 +80,9 @@ class TokenEndpoint:
         self.thread.join(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[OidcIssuer]:
-    with OidcIssuer(audience=AUDIENCE) as iss:
-        yield iss
+@pytest.fixture
+def oidc_audience() -> str:
+    return AUDIENCE
 
 
 @pytest.fixture
@@ -95,25 +90,6 @@ def endpoint(issuer: OidcIssuer) -> Iterator[TokenEndpoint]:
     ep = TokenEndpoint(issuer)
     yield ep
     ep.close()
-
-
-@pytest.fixture
-def repo(tmp_path: Path, issuer: OidcIssuer):
-    releases = tmp_path / "releases"
-    deb = build_deb(releases / "v1.0", "hello-ghapt", "1.0-1", "all")
-    settings = Settings.from_env(
-        {},
-        releases_dir=releases,
-        state_dir=tmp_path / "state",
-        architectures="amd64",
-        oidc_issuer=issuer.url,
-        oidc_audience=AUDIENCE,
-        oidc_owner_ids=OWNER_ID,
-    )
-    services = Services(settings, {})
-    services.indexer.rebuild()
-    with serve(services) as server:
-        yield server, deb
 
 
 def run_setup(
@@ -146,8 +122,8 @@ def _secrets(root: Path, endpoint: TokenEndpoint) -> list[str]:
 
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
-def test_setup_writes_what_apt_needs_and_apt_downloads(repo, endpoint, tmp_path) -> None:
-    server, deb = repo
+def test_setup_writes_what_apt_needs_and_apt_downloads(oidc_repo, endpoint, tmp_path) -> None:
+    server, deb = oidc_repo.server, oidc_repo.deb
     apt = AptClient(tmp_path / "apt")
     res = run_setup(apt.root, server.url + "/", endpoint)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -187,8 +163,8 @@ def test_setup_writes_what_apt_needs_and_apt_downloads(repo, endpoint, tmp_path)
     assert any(p.startswith("/pool/") for p in server.paths(302))
 
 
-def test_in_actions_tokens_are_masked_and_the_expiry_is_an_output(repo, endpoint, tmp_path) -> None:
-    server, _ = repo
+def test_in_actions_tokens_are_masked_and_the_expiry_is_an_output(oidc_repo, endpoint, tmp_path) -> None:
+    server = oidc_repo.server
     root, outputs = tmp_path / "root", tmp_path / "github_output"
     outputs.touch()
     res = run_setup(
@@ -218,8 +194,8 @@ def _secrets_named(root: Path, name: str, endpoint: TokenEndpoint) -> list[str]:
     return [REQUEST_TOKEN, *endpoint.minted, auth[auth.index("password") + 1]]
 
 
-def test_without_python3_the_sed_fallback_parses_the_json(repo, endpoint, tmp_path) -> None:
-    server, _ = repo
+def test_without_python3_the_sed_fallback_parses_the_json(oidc_repo, endpoint, tmp_path) -> None:
+    server = oidc_repo.server
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
@@ -243,8 +219,8 @@ def test_without_python3_the_sed_fallback_parses_the_json(repo, endpoint, tmp_pa
         ({"GHAPT_NAME": "../evil"}, "name may only contain"),
     ],
 )
-def test_failures_say_why_and_write_no_credentials(repo, endpoint, tmp_path, env, message) -> None:
-    server, _ = repo
+def test_failures_say_why_and_write_no_credentials(oidc_repo, endpoint, tmp_path, env, message) -> None:
+    server = oidc_repo.server
     root = tmp_path / "root"
     res = run_setup(root, server.url, endpoint, **env)
     assert res.returncode != 0

@@ -44,7 +44,12 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+def gh_repos() -> tuple[str, ...]:
+    return (META,)
+
+
+@pytest.fixture
+def env(tmp_path: Path, gh: FakeGitHub) -> Iterator[Env]:
     out = tmp_path / "debs"
     debs = {
         "hello_1.0-1": build_deb(out, "hello-ghapt", "1.0-1", "all").read_bytes(),
@@ -60,40 +65,38 @@ def env(tmp_path: Path) -> Iterator[Env]:
     }
     state = tmp_path / "state"
     UserFile(state / "users.json").add(USER, PASSWORD)
-    with FakeGitHub() as gh:
-        gh.add_repo(META)
-        # GitHub renames ~ and : in asset names; apt must still see the real versions.
-        gh.add_release("acme/hello", "v1.0", [("hello-ghapt_1.0-1_all.deb", debs["hello_1.0-1"])])
-        gh.add_release("acme/hello", "v1.1-rc1", [("hello-ghapt_1.1~rc1-1_all.deb", debs["hello_1.1~rc1-1"])])
-        gh.add_release(
-            "acme/libdemo",
-            "v3.0",
-            [("libdemo1_2:3.0-1_amd64.deb", debs["libdemo1_2:3.0-1"])],
-            with_digest=False,
-        )
-        settings = Settings.from_env(
-            {"GITHUB_TOKEN": gh.token},
-            backend="github",
-            api_url=gh.api_url,
-            github_repos=["acme/hello", "acme/libdemo"],
-            metadata_repo=META,
-            state_dir=state,
-            architectures="amd64",
-        )
-        services = Services(settings, {})
-        services.__dict__["github"] = GitHubClient(
-            settings.api_url, github_auth_from_settings(settings, services.secrets), sleep=lambda s: None
-        )
-        result = services.indexer.rebuild()
-        assert result.changed and result.packages == 3 and result.skipped == []
-        assert gh.branch_head(META, BRANCH) == result.commit
-        with serve(services) as server:
-            key = tmp_path / "ghapt.asc"
-            key.write_text(services.signer.public_key_armored())
-            apt = AptClient(tmp_path / "apt")
-            apt.add_source(server.url, "stable", key)
-            apt.set_auth(auth_entry(server.url, USER, PASSWORD))
-            yield Env(gh, services, server, apt, debs, out)
+    # GitHub renames ~ and : in asset names; apt must still see the real versions.
+    gh.add_release("acme/hello", "v1.0", [("hello-ghapt_1.0-1_all.deb", debs["hello_1.0-1"])])
+    gh.add_release("acme/hello", "v1.1-rc1", [("hello-ghapt_1.1~rc1-1_all.deb", debs["hello_1.1~rc1-1"])])
+    gh.add_release(
+        "acme/libdemo",
+        "v3.0",
+        [("libdemo1_2:3.0-1_amd64.deb", debs["libdemo1_2:3.0-1"])],
+        with_digest=False,
+    )
+    settings = Settings.from_env(
+        {"GITHUB_TOKEN": gh.token},
+        backend="github",
+        api_url=gh.api_url,
+        github_repos=["acme/hello", "acme/libdemo"],
+        metadata_repo=META,
+        state_dir=state,
+        architectures="amd64",
+    )
+    services = Services(settings, {})
+    services.__dict__["github"] = GitHubClient(
+        settings.api_url, github_auth_from_settings(settings, services.secrets), sleep=lambda s: None
+    )
+    result = services.indexer.rebuild()
+    assert result.changed and result.packages == 3 and result.skipped == []
+    assert gh.branch_head(META, BRANCH) == result.commit
+    with serve(services) as server:
+        key = tmp_path / "ghapt.asc"
+        key.write_text(services.signer.public_key_armored())
+        apt = AptClient(tmp_path / "apt")
+        apt.add_source(server.url, "stable", key)
+        apt.set_auth(auth_entry(server.url, USER, PASSWORD))
+        yield Env(gh, services, server, apt, debs, out)
 
 
 def test_update_reads_the_branch_through_by_hash_and_lists_every_version(env: Env) -> None:

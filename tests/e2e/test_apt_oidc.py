@@ -11,47 +11,20 @@ from pathlib import Path
 import pytest
 import requests
 from ghapt.clientconfig import auth_entry
-from ghapt.services import Services
-from ghapt.settings import Settings
 
 from tests.support.aptclient import AptClient
-from tests.support.debbuild import build_deb
 from tests.support.oidcissuer import OWNER, OWNER_ID, REPOSITORY, OidcIssuer
-from tests.support.servers import serve
+from tests.support.servers import RunningServer
 
-AUD = "ghapt-test"
 LOGIN = "github-action"
 
 
-@pytest.fixture(scope="module")
-def issuer():
-    with OidcIssuer(audience=AUD) as iss:
-        yield iss
-
-
 @pytest.fixture
-def repo(tmp_path: Path, issuer: OidcIssuer):
-    releases, state = tmp_path / "releases", tmp_path / "state"
-    deb = build_deb(releases / "v1.0", "hello-ghapt", "1.0-1", "all", filename="hello.1.0-1.deb")
-    settings = Settings.from_env(
-        {},
-        releases_dir=releases,
-        state_dir=state,
-        architectures="amd64",
-        oidc_issuer=issuer.url,
-        oidc_audience=AUD,
-        oidc_owner_ids=OWNER_ID,
-        oidc_repositories=REPOSITORY,
-    )
-    services = Services(settings, {})
-    assert services.indexer.rebuild().packages == 1
-    with serve(services) as server:
-        key = tmp_path / "ghapt.asc"
-        key.write_text(services.signer.public_key_armored())
-        yield server, key, deb
+def oidc_rules() -> dict[str, str]:
+    return {"oidc_owner_ids": OWNER_ID, "oidc_repositories": REPOSITORY}
 
 
-def _apt(tmp_path: Path, server, key: Path, token: str) -> AptClient:
+def _apt(tmp_path: Path, server: RunningServer, key: Path, token: str) -> AptClient:
     apt = AptClient(tmp_path / "apt")
     apt.add_source(server.url, "stable", key)
     entry = apt.set_auth(auth_entry(server.url, LOGIN, token))
@@ -61,8 +34,8 @@ def _apt(tmp_path: Path, server, key: Path, token: str) -> AptClient:
 
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
-def test_apt_update_and_download_with_an_oidc_token(repo, issuer, tmp_path) -> None:
-    server, key, deb = repo
+def test_apt_update_and_download_with_an_oidc_token(oidc_repo, issuer, tmp_path) -> None:
+    server, key, deb = oidc_repo.server, oidc_repo.key, oidc_repo.deb
     apt = _apt(tmp_path, server, key, issuer.mint())
     res = apt.run("update")
     assert res.returncode == 0, res.output
@@ -95,8 +68,8 @@ def _bad_tokens(issuer: OidcIssuer) -> dict[str, str]:
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
 @pytest.mark.parametrize("which", ["foreign owner", "expired", "github default audience"])
-def test_apt_with_a_bad_oidc_token_fails_with_401(repo, issuer, tmp_path, which) -> None:
-    server, key, _ = repo
+def test_apt_with_a_bad_oidc_token_fails_with_401(oidc_repo, issuer, tmp_path, which) -> None:
+    server, key = oidc_repo.server, oidc_repo.key
     apt = _apt(tmp_path, server, key, _bad_tokens(issuer)[which])
     res = apt.run("update")
     assert "401" in res.output, res.output
@@ -104,8 +77,8 @@ def test_apt_with_a_bad_oidc_token_fails_with_401(repo, issuer, tmp_path, which)
     assert any(status == 401 for _, _, status in server.log)
 
 
-def test_bearer_token_reads_dists_over_http(repo, issuer) -> None:
-    server, _, _ = repo
+def test_bearer_token_reads_dists_over_http(oidc_repo, issuer) -> None:
+    server = oidc_repo.server
     url = f"{server.url}/dists/stable/InRelease"
     r = requests.get(url, headers={"Authorization": f"Bearer {issuer.mint()}"}, timeout=10)
     assert r.status_code == 200, r.text

@@ -31,12 +31,11 @@ from ghapt.oidc import OidcRules, OidcVerifier
 from ghapt.settings import Settings
 from ghapt.users import FileUsers, SecretUsers, UserFile
 
-from tests.support.oidcissuer import OWNER_ID, REPOSITORY, OidcIssuer
+from tests.support.clock import Clock
+from tests.support.oidcissuer import AUDIENCE, OWNER_ID, REPOSITORY, OidcIssuer
 from tests.support.paths import CANNED_EVENTS
 
 PASSWORD = "s3cret-apt-pass"  # alice's password in the canned events
-AUD = "ghapt-test"
-NOW = 1_760_000_000.0
 
 
 def basic(login: str, password: str) -> str:
@@ -56,14 +55,6 @@ def with_header(event: dict[str, Any], value: str) -> dict[str, Any]:
     return event
 
 
-class Clock:
-    def __init__(self, t: float = NOW) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture(scope="module")
 def users_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("state") / "users.json"
@@ -73,19 +64,8 @@ def users_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def issuer(clock: Clock) -> Iterator[OidcIssuer]:
-    with OidcIssuer(audience=AUD, clock=clock) as iss:
-        yield iss
-
-
-@pytest.fixture
 def verifier(issuer: OidcIssuer, clock: Clock) -> OidcVerifier:
-    return OidcVerifier(issuer.url, AUD, OidcRules.build(owner_ids=[OWNER_ID]), clock=clock)
+    return OidcVerifier(issuer.url, AUDIENCE, OidcRules.build(owner_ids=[OWNER_ID]), clock=clock)
 
 
 @pytest.fixture
@@ -214,7 +194,7 @@ class TestCache:
             auth.authenticate(header)
             auth.authenticate(header)
             assert spy.call_count == 1
-            clock.t += auth.cache_seconds
+            clock.now += auth.cache_seconds
             auth.authenticate(header)
             assert spy.call_count == 2
 
@@ -303,7 +283,7 @@ class TestOidc:
                 auth.authenticate(header)
 
     def test_no_rules_denies(self, users_path, issuer, clock):
-        verifier = OidcVerifier(issuer.url, AUD, OidcRules.build(), clock=clock)
+        verifier = OidcVerifier(issuer.url, AUDIENCE, OidcRules.build(), clock=clock)
         with pytest.raises(Unauthorized, match="no OIDC owner or repository rule"):
             Authenticator(None, verifier).authenticate("Bearer " + issuer.mint())
 
@@ -580,7 +560,7 @@ class TestSettingsAuthenticator:
     def test_oidc_from_settings(self, issuer):
         settings = Settings(
             oidc_issuer=issuer.url,
-            oidc_audience=AUD,
+            oidc_audience=AUDIENCE,
             oidc_login="ci",
             oidc_repositories=(REPOSITORY,),
             oidc_ref_pattern="refs/heads/main",

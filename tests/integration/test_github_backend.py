@@ -12,7 +12,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -65,11 +65,8 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        for repo in (*REPOS, META):
-            fake.add_repo(repo)
-        yield fake
+def gh_repos() -> tuple[str, ...]:
+    return (*REPOS, META)
 
 
 def github_services(

@@ -4,7 +4,6 @@ ETags, App auth, token hygiene, and asset reads that never carry credentials to 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import jwt
 import pytest
@@ -12,30 +11,14 @@ import requests
 from ghapt.errors import ConfigError, RateLimited, UpstreamError
 from ghapt.github import AppAuth, GitHubClient, GitHubError, RangeIgnored, TokenAuth
 
+from tests.support.clock import T0, Clock
 from tests.support.fakegithub import FakeGitHub
 
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    """A settable clock shared by the fake and the client: no real waiting anywhere."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def gh(clock: Clock) -> Iterator[FakeGitHub]:
-    with FakeGitHub(clock=clock) as fake:
-        yield fake
+def gh_clock(clock: Clock) -> Clock:
+    """The fake and the client share one hand-moved clock: no real waiting anywhere."""
+    return clock
 
 
 def make_client(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,8 @@ from tests.support.fakegithub import FakeGitHub
 
 
 @pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        fake.add_repo("acme/other")
-        yield fake
+def gh_repos() -> tuple[str, ...]:
+    return ("acme/other",)
 
 
 @pytest.fixture

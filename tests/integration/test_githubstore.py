@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,10 +22,13 @@ T0 = 1_700_000_000
 
 
 @pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    with FakeGitHub(clock=lambda: T0) as fake:
-        fake.add_repo(REPO)
-        yield fake
+def gh_clock() -> Callable[[], float]:
+    return lambda: T0
+
+
+@pytest.fixture
+def gh_repos() -> tuple[str, ...]:
+    return (REPO,)
 
 
 @pytest.fixture

@@ -78,7 +78,12 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+def gh_repos() -> tuple[str, ...]:
+    return (META, "acme/tool", "acme/lib")
+
+
+@pytest.fixture
+def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: FakeGitHub) -> Iterator[Aws]:
     for name, value in (
         ("AWS_DEFAULT_REGION", REGION),
         ("AWS_ACCESS_KEY_ID", "testing"),
@@ -88,10 +93,7 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         monkeypatch.setenv(name, value)
     # Powertools keeps one default Secrets provider (and its cache) per process: build it in the mock.
     monkeypatch.delitem(parameters.base.DEFAULT_PROVIDERS, "secrets", raising=False)
-    with FakeGitHub() as gh, mock_aws():
-        gh.add_repo(META)
-        gh.add_repo("acme/tool")
-        gh.add_repo("acme/lib")
+    with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
         queue_url = sqs.create_queue(
             QueueName="ghapt-rebuild.fifo", Attributes={"FifoQueue": "true", "VisibilityTimeout": "900"}

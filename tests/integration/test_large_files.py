@@ -176,10 +176,8 @@ REPO = "acme/apt-meta"
 
 
 @pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        fake.add_repo(REPO)
-        yield fake
+def gh_repos() -> tuple[str, ...]:
+    return (REPO,)
 
 
 def test_github_store_links_to_the_raw_download_url(gh: FakeGitHub, small_limit: int) -> None:

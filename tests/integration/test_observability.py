@@ -16,6 +16,7 @@ from ghapt.services import Services
 from ghapt.settings import Settings
 
 from tests.support.debbuild import build_deb
+from tests.support.fakegithub import FakeGitHub
 from tests.support.paths import SAM_EVENTS
 
 
@@ -82,23 +83,20 @@ def test_logs_carry_the_requests_correlation_id(local, caplog) -> None:
     assert "Authorization" not in sink.getvalue() and "YWxpY2U6" not in sink.getvalue()
 
 
-def test_github_calls_are_counted_through_the_client_hook(tmp_path: Path) -> None:
-    from tests.support.fakegithub import FakeGitHub
-
+def test_github_calls_are_counted_through_the_client_hook(tmp_path: Path, gh: FakeGitHub) -> None:
     calls: list[tuple[str, int]] = []
-    with FakeGitHub() as fake:
-        fake.add_repo("acme/apt-meta")
-        settings = Settings.from_env(
-            {"GITHUB_TOKEN": fake.token},
-            backend="github",
-            api_url=fake.api_url,
-            github_repos=["acme/apt-meta"],
-            metadata_repo="acme/apt-meta",
-            state_dir=tmp_path / "st",
-        )
-        services = Services(
-            settings, {"GITHUB_TOKEN": fake.token}, on_github_call=lambda m, u, s: calls.append((m, s))
-        )
-        services.indexer.rebuild()
-        assert calls and len(calls) == len(fake.requests_log)
-        assert ("PATCH", 200) in calls or ("POST", 201) in calls
+    gh.add_repo("acme/apt-meta")
+    settings = Settings.from_env(
+        {"GITHUB_TOKEN": gh.token},
+        backend="github",
+        api_url=gh.api_url,
+        github_repos=["acme/apt-meta"],
+        metadata_repo="acme/apt-meta",
+        state_dir=tmp_path / "st",
+    )
+    services = Services(
+        settings, {"GITHUB_TOKEN": gh.token}, on_github_call=lambda m, u, s: calls.append((m, s))
+    )
+    services.indexer.rebuild()
+    assert calls and len(calls) == len(gh.requests_log)
+    assert ("PATCH", 200) in calls or ("POST", 201) in calls

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from ghapt.errors import Unauthorized
 from ghapt.oidc import MAX_TOKEN_BYTES, OidcIdentity, OidcRules, OidcVerifier, requests_get_json
 from ghapt.settings import Settings
 
+from tests.support.clock import T0, Clock
 from tests.support.oidcissuer import (
+    AUDIENCE,
     OWNER,
     OWNER_ID,
     REPOSITORY,
@@ -21,39 +22,14 @@ from tests.support.oidcissuer import (
     tamper,
 )
 
-AUD = "ghapt-test"
-NOW = 1_760_000_000.0
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
-
-
-class Clock:
-    """A hand-moved clock: no test waits for real time."""
-
-    def __init__(self, t: float = NOW) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def issuer(clock: Clock) -> Iterator[OidcIssuer]:
-    with OidcIssuer(audience=AUD, clock=clock) as iss:
-        yield iss
-
-
 OWNER_RULE = OidcRules.build(owner_ids=[OWNER_ID])
 
 
 @pytest.fixture
 def make(issuer: OidcIssuer, clock: Clock):
     def make(rules: OidcRules = OWNER_RULE, **kw) -> OidcVerifier:
-        return OidcVerifier(issuer.url, AUD, rules, clock=clock, **kw)
+        return OidcVerifier(issuer.url, AUDIENCE, rules, clock=clock, **kw)
 
     return make
 
@@ -119,11 +95,11 @@ class TestAllowed:
 
     def test_skew_within_leeway(self, verifier, issuer, clock):
         # Issued 30 s "in the future" and expired 30 s ago: both within the 60 s leeway.
-        assert verifier.verify(issuer.mint(now=NOW + 30))
-        assert verifier.verify(issuer.mint(now=NOW - 330))
+        assert verifier.verify(issuer.mint(now=T0 + 30))
+        assert verifier.verify(issuer.mint(now=T0 - 330))
 
     def test_audience_as_a_one_element_list(self, verifier, issuer):
-        assert verifier.verify(issuer.mint({"aud": [AUD]}))
+        assert verifier.verify(issuer.mint({"aud": [AUDIENCE]}))
 
     def test_keys_are_cached(self, verifier, issuer):
         for _ in range(5):
@@ -133,12 +109,12 @@ class TestAllowed:
     def test_rules_from_settings(self, issuer, clock):
         settings = Settings(
             oidc_issuer=issuer.url,
-            oidc_audience=AUD,
+            oidc_audience=AUDIENCE,
             oidc_owner_ids=(OWNER_ID,),
             oidc_ref_pattern="refs/heads/main",
         )
         rules = OidcRules.from_settings(settings)
-        verifier = OidcVerifier(issuer.url, AUD, rules, clock=clock)
+        verifier = OidcVerifier(issuer.url, AUDIENCE, rules, clock=clock)
         assert verifier.verify(issuer.mint()).owner_id == OWNER_ID
         deny(verifier, issuer.mint({"ref": "refs/heads/dev"}), "ref")
 
@@ -194,8 +170,8 @@ class TestSignature:
         deny(verifier, issuer.mint(headers={"kid": None}), "key id")
 
     def test_weak_published_key_is_ignored(self, clock):
-        with OidcIssuer(audience=AUD, clock=clock, key_bits=1024) as weak:
-            verifier = OidcVerifier(weak.url, AUD, OWNER_RULE, clock=clock)
+        with OidcIssuer(audience=AUDIENCE, clock=clock, key_bits=1024) as weak:
+            verifier = OidcVerifier(weak.url, AUDIENCE, OWNER_RULE, clock=clock)
             deny(verifier, weak.mint(), "unknown OIDC key id")
 
 
@@ -203,14 +179,14 @@ class TestKeyRotation:
     def test_unknown_kid_refetches_once_then_rate_limited(self, verifier, issuer, clock):
         verifier.verify(issuer.mint())
         assert issuer.jwks_fetches == 1
-        clock.t += 61
+        clock.now += 61
         deny(verifier, issuer.mint(kid="no-such-key"), "unknown OIDC key id")
         assert issuer.jwks_fetches == 2
         for i in range(10):
-            clock.t += 1
+            clock.now += 1
             deny(verifier, issuer.mint(kid=f"garbage-{i}"), "rate-limited")
         assert issuer.jwks_fetches == 2
-        clock.t += 60
+        clock.now += 60
         deny(verifier, issuer.mint(kid="no-such-key"), "unknown OIDC key id")
         assert issuer.jwks_fetches == 3
 
@@ -222,42 +198,42 @@ class TestKeyRotation:
     def test_rotation_is_picked_up(self, verifier, issuer, clock):
         verifier.verify(issuer.mint())
         issuer.rotate(keep_old=False)
-        clock.t += 61
-        assert verifier.verify(issuer.mint(now=clock.t)).repository == REPOSITORY
+        clock.now += 61
+        assert verifier.verify(issuer.mint(now=clock.now)).repository == REPOSITORY
         assert issuer.jwks_fetches == 2
 
     def test_rotation_within_the_refetch_interval_waits(self, verifier, issuer, clock):
         verifier.verify(issuer.mint())
         issuer.rotate()
-        clock.t += 10
-        deny(verifier, issuer.mint(now=clock.t), "rate-limited")
-        clock.t += 50
-        assert verifier.verify(issuer.mint(now=clock.t))
+        clock.now += 10
+        deny(verifier, issuer.mint(now=clock.now), "rate-limited")
+        clock.now += 50
+        assert verifier.verify(issuer.mint(now=clock.now))
 
     def test_withdrawn_key_stops_working_after_max_age(self, make, issuer, clock):
         verifier = make(jwks_max_age=600)
         verifier.verify(issuer.mint())
         old_key, old_kid = issuer.key, issuer.kid
         issuer.rotate(keep_old=False)  # the old key is withdrawn from the JWKS
-        clock.t += 300
-        assert verifier.verify(issuer.mint(key=old_key, kid=old_kid, now=clock.t))  # still cached
-        clock.t += 301
-        deny(verifier, issuer.mint(key=old_key, kid=old_kid, now=clock.t), "unknown OIDC key id")
+        clock.now += 300
+        assert verifier.verify(issuer.mint(key=old_key, kid=old_kid, now=clock.now))  # still cached
+        clock.now += 301
+        deny(verifier, issuer.mint(key=old_key, kid=old_kid, now=clock.now), "unknown OIDC key id")
         assert issuer.jwks_fetches == 2
 
 
 class TestTime:
     def test_expired(self, verifier, issuer):
-        deny(verifier, issuer.mint(now=NOW - 400), "expired")
+        deny(verifier, issuer.mint(now=T0 - 400), "expired")
 
     def test_expired_just_beyond_leeway(self, verifier, issuer):
-        deny(verifier, issuer.mint({"exp": int(NOW) - 60}), "expired")
+        deny(verifier, issuer.mint({"exp": int(T0) - 60}), "expired")
 
     def test_not_yet_valid(self, verifier, issuer):
-        deny(verifier, issuer.mint({"nbf": int(NOW) + 120}), "nbf")
+        deny(verifier, issuer.mint({"nbf": int(T0) + 120}), "nbf")
 
     def test_issued_in_the_future_beyond_skew(self, verifier, issuer):
-        deny(verifier, issuer.mint(now=NOW + 120, omit=("nbf",)), "future")
+        deny(verifier, issuer.mint(now=T0 + 120, omit=("nbf",)), "future")
 
     def test_missing_exp(self, verifier, issuer):
         deny(verifier, issuer.mint(omit=("exp",)), "no exp")
@@ -282,10 +258,10 @@ class TestIssuerAndAudience:
         deny(verifier, issuer.mint(omit=("aud",)), "audience")
 
     def test_audience_shared_with_others(self, verifier, issuer):
-        deny(verifier, issuer.mint({"aud": [f"https://github.com/{OWNER}", AUD]}), "audience")
+        deny(verifier, issuer.mint({"aud": [f"https://github.com/{OWNER}", AUDIENCE]}), "audience")
 
     def test_audience_prefix_is_not_enough(self, verifier, issuer):
-        deny(verifier, issuer.mint({"aud": AUD + "x"}), "audience")
+        deny(verifier, issuer.mint({"aud": AUDIENCE + "x"}), "audience")
 
     @pytest.mark.parametrize("iss", [GITHUB_ISSUER, "ISSUER/", "ISSUER:443", ""])
     def test_wrong_issuer(self, verifier, issuer, iss):
@@ -394,7 +370,7 @@ class TestFetching:
             seen.append((url, timeout))
             return requests_get_json(url, timeout)
 
-        verifier = OidcVerifier(issuer.url, AUD, OWNER_RULE, http_get=http_get, clock=clock, timeout=3.0)
+        verifier = OidcVerifier(issuer.url, AUDIENCE, OWNER_RULE, http_get=http_get, clock=clock, timeout=3.0)
         verifier.verify(issuer.mint())
         assert [u for u, _ in seen] == [
             issuer.url + "/.well-known/openid-configuration",
@@ -409,12 +385,12 @@ class TestFetching:
             calls.append(url)
             raise ConnectionError("refused")
 
-        verifier = OidcVerifier(issuer.url, AUD, OWNER_RULE, http_get=http_get, clock=clock)
+        verifier = OidcVerifier(issuer.url, AUDIENCE, OWNER_RULE, http_get=http_get, clock=clock)
         deny(verifier, issuer.mint(), "keys unavailable.*ConnectionError")
-        clock.t += 1
+        clock.now += 1
         deny(verifier, issuer.mint(), "keys unavailable")
         assert len(calls) == 1
-        clock.t += 60
+        clock.now += 60
         deny(verifier, issuer.mint(), "keys unavailable")
         assert len(calls) == 2
 
@@ -423,10 +399,10 @@ class TestFetching:
         verifier.verify(issuer.mint())
         issuer.jwks_uri = None
         issuer.close()  # the issuer goes away; tokens it signed still verify for a while
-        clock.t += 601
+        clock.now += 601
         token = encode(
             {"alg": "RS256", "kid": issuer.kid},
-            {**issuer.claims(now=clock.t), "iss": verifier.issuer},
+            {**issuer.claims(now=clock.now), "iss": verifier.issuer},
             alg="RS256",
             key=issuer.key,
         )
@@ -442,11 +418,11 @@ class TestFetching:
                 return issuer.discovery()
             return jwks
 
-        verifier = OidcVerifier(issuer.url, AUD, OWNER_RULE, http_get=http_get, clock=clock)
+        verifier = OidcVerifier(issuer.url, AUDIENCE, OWNER_RULE, http_get=http_get, clock=clock)
         deny(verifier, issuer.mint(kid="k"), "OIDC")
 
     def test_construction_requires_issuer_and_audience(self):
         with pytest.raises(ValueError):
-            OidcVerifier("", AUD, OWNER_RULE)
+            OidcVerifier("", AUDIENCE, OWNER_RULE)
         with pytest.raises(ValueError):
             OidcVerifier(GITHUB_ISSUER, "", OWNER_RULE)

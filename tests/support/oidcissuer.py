@@ -42,6 +42,7 @@ OWNER_ID = "65012345"
 REPOSITORY = "octo-org/octo-repo"
 REPOSITORY_ID = "74012345"
 LIFETIME = 300  # GitHub's tokens live about five minutes
+AUDIENCE = "ghapt-test"  # what the ``issuer`` fixture mints for, unless a module overrides it
 
 
 def b64url(data: bytes) -> str:
@@ -114,7 +115,7 @@ class OidcIssuer:
     def __init__(
         self,
         *,
-        audience: str = "ghapt-test",
+        audience: str = AUDIENCE,
         clock: Callable[[], float] = time.time,
         key_bits: int = 2048,
     ) -> None:

@@ -24,8 +24,9 @@ from ghapt.tokens import TokenService, file_key, secret_key, settings_tokens
 from ghapt.users import UserFile
 
 from tests.support.aptclient import AptClient
-from tests.support.debbuild import build_deb
+from tests.support.clock import Clock
 from tests.support.oidcissuer import OWNER_ID, REPOSITORY, REPOSITORY_ID, OidcIssuer
+from tests.support.repos import LocalRepo
 from tests.support.servers import serve
 
 NOW = 1_760_000_000.0
@@ -42,14 +43,6 @@ IDENTITY = {
     "run_id": "10000000001",
 }
 PASSWORD = "correct-horse-battery"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def service(clock: Clock, key: bytes = KEY, **kwargs: Any) -> TokenService:
@@ -235,47 +228,32 @@ def test_settings_authenticator_verifies_tokens_the_exchange_minted(tmp_path: Pa
 
 # --- over HTTP, and the real apt-get ----------------------------------------------------------------
 @pytest.fixture
-def issuer():
-    with OidcIssuer(audience=AUD) as iss:
-        yield iss
-
-
-@pytest.fixture
-def world(tmp_path: Path, issuer: OidcIssuer):
+def world(tmp_path: Path, issuer: OidcIssuer, oidc_local_repo: LocalRepo):
     """The local server with OIDC for ``issuer``; one injected clock drives the OIDC verifier,
     the token service and the gateway's policy cache."""
-    releases, state = tmp_path / "releases", tmp_path / "state"
-    deb = build_deb(releases / "v1.0", "hello-ghapt", "1.0-1", "all")
+    services = oidc_local_repo.services
+    settings = services.settings
+    state = settings.state_dir
+    assert state is not None
     UserFile(state / "users.json").add("alice", PASSWORD)
-    settings = Settings.from_env(
-        {},
-        releases_dir=releases,
-        state_dir=state,
-        architectures="amd64",
-        oidc_issuer=issuer.url,
-        oidc_audience=AUD,
-        oidc_owner_ids=OWNER_ID,
-    )
-    services = Services(settings, {})
-    services.indexer.rebuild()
     clock = Clock(datetime.now(UTC).timestamp())
     rules = OidcRules.from_settings(settings)
     base = settings_authenticator(settings)
     tokens = TokenService(
         file_key(state / tokens_module.KEY_FILE),
         issuer=issuer.url,
-        audience=AUD,
+        audience=issuer.audience,
         rules=rules,
         clock=clock,
     )
     services.authenticator = Authenticator(
-        base.users, OidcVerifier(issuer.url, AUD, rules, clock=clock), tokens=tokens
+        base.users, OidcVerifier(issuer.url, issuer.audience, rules, clock=clock), tokens=tokens
     )
     services.tokens = tokens
     with serve(services, clock=clock) as server:
         key = tmp_path / "ghapt.asc"
         key.write_text(services.signer.public_key_armored())
-        yield server, clock, key, deb
+        yield server, clock, key, oidc_local_repo.deb
 
 
 def test_post_token_with_an_oidc_bearer_returns_the_credential(world, issuer) -> None:

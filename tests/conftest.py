@@ -19,16 +19,25 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from ghapt.authorizer import Authenticator, settings_authenticator
+from ghapt.oidc import OidcRules, OidcVerifier
 from ghapt.services import Services
 from ghapt.settings import Settings
+from ghapt.tokens import KEY_FILE as TOKEN_KEY_FILE
+from ghapt.tokens import TokenService, file_key
+from ghapt.users import UserFile
 
+from tests.support.clock import Clock
 from tests.support.debbuild import build_deb
 from tests.support.fakegithub import FakeGitHub
 from tests.support.oidcissuer import AUDIENCE, OWNER_ID, OidcIssuer
-from tests.support.repos import LocalRepo, ServedRepo
+from tests.support.repos import LocalRepo, ServedRepo, TokenRepo
 from tests.support.servers import serve
 
 TIERS = ("unit", "contract", "integration", "e2e")
@@ -86,6 +95,16 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         parameters.clear_caches()
         yield
         parameters.clear_caches()
+
+
+# --- GitHub -------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def github_app_pem() -> str:
+    """A GitHub App's private key, as GitHub hands it out (PKCS#8 PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 # --- the fake GitHub ------------------------------------------------------------------------------
@@ -164,3 +183,33 @@ def oidc_repo(tmp_path: Path, oidc_local_repo: LocalRepo) -> Iterator[ServedRepo
         key = tmp_path / "ghapt.asc"
         key.write_text(services.signer.public_key_armored())
         yield ServedRepo(services, oidc_local_repo.deb, server, key)
+
+
+@pytest.fixture
+def token_repo(tmp_path: Path, issuer: OidcIssuer, oidc_local_repo: LocalRepo) -> Iterator[TokenRepo]:
+    """``oidc_local_repo`` served with token exchange (POST /token) and the Basic user
+    ``TokenRepo.USER``; one injected clock drives the OIDC verifier, the token service and
+    the gateway's policy cache."""
+    services = oidc_local_repo.services
+    settings = services.settings
+    state = settings.state_dir
+    assert state is not None
+    UserFile(state / "users.json").add(TokenRepo.USER, TokenRepo.PASSWORD)
+    clock = Clock(datetime.now(UTC).timestamp())
+    rules = OidcRules.from_settings(settings)
+    base = settings_authenticator(settings)
+    tokens = TokenService(
+        file_key(state / TOKEN_KEY_FILE),
+        issuer=issuer.url,
+        audience=issuer.audience,
+        rules=rules,
+        clock=clock,
+    )
+    services.authenticator = Authenticator(
+        base.users, OidcVerifier(issuer.url, issuer.audience, rules, clock=clock), tokens=tokens
+    )
+    services.tokens = tokens
+    with serve(services, clock=clock) as server:
+        key = tmp_path / "ghapt.asc"
+        key.write_text(services.signer.public_key_armored())
+        yield TokenRepo(services, oidc_local_repo.deb, server, key, clock)

@@ -1,33 +1,28 @@
-"""Token exchange: mint/verify, the authorizer's token login, POST /token over the local server,
-and the real apt-get still working with the exchanged token after the OIDC token has expired."""
+"""Token exchange: mint/verify, the keys, the settings and the authenticator's token login.
+
+POST /token is in integration/test_token_endpoint.py, the real apt-get with an exchanged token
+in e2e/test_apt_token_exchange.py."""
 
 from __future__ import annotations
 
 import base64
 import json
-import shutil
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from ghapt import tokens as tokens_module
 from ghapt.authorizer import Authenticator, settings_authenticator
-from ghapt.clientconfig import auth_entry
 from ghapt.errors import ConfigError, Forbidden, Unauthorized
-from ghapt.oidc import OidcRules, OidcVerifier
+from ghapt.oidc import OidcRules
 from ghapt.services import Services
 from ghapt.settings import Settings
 from ghapt.tokens import TokenService, file_key, secret_key, settings_tokens
-from ghapt.users import UserFile
 
-from tests.support.aptclient import AptClient
 from tests.support.clock import Clock
-from tests.support.oidcissuer import OWNER_ID, REPOSITORY, REPOSITORY_ID, OidcIssuer
-from tests.support.repos import LocalRepo
-from tests.support.servers import serve
+from tests.support.oidcissuer import OWNER_ID, REPOSITORY, REPOSITORY_ID
 
 NOW = 1_760_000_000.0
 KEY = b"k" * 32
@@ -42,7 +37,6 @@ IDENTITY = {
     "ref": "refs/heads/main",
     "run_id": "10000000001",
 }
-PASSWORD = "correct-horse-battery"
 
 
 def service(clock: Clock, key: bytes = KEY, **kwargs: Any) -> TokenService:
@@ -224,106 +218,3 @@ def test_settings_authenticator_verifies_tokens_the_exchange_minted(tmp_path: Pa
     auth = settings_authenticator(settings)
     principal = auth.authenticate(basic("ghapt-token", minted.mint(IDENTITY).password))
     assert principal.kind == "token"
-
-
-# --- over HTTP, and the real apt-get ----------------------------------------------------------------
-@pytest.fixture
-def world(tmp_path: Path, issuer: OidcIssuer, oidc_local_repo: LocalRepo):
-    """The local server with OIDC for ``issuer``; one injected clock drives the OIDC verifier,
-    the token service and the gateway's policy cache."""
-    services = oidc_local_repo.services
-    settings = services.settings
-    state = settings.state_dir
-    assert state is not None
-    UserFile(state / "users.json").add("alice", PASSWORD)
-    clock = Clock(datetime.now(UTC).timestamp())
-    rules = OidcRules.from_settings(settings)
-    base = settings_authenticator(settings)
-    tokens = TokenService(
-        file_key(state / tokens_module.KEY_FILE),
-        issuer=issuer.url,
-        audience=issuer.audience,
-        rules=rules,
-        clock=clock,
-    )
-    services.authenticator = Authenticator(
-        base.users, OidcVerifier(issuer.url, issuer.audience, rules, clock=clock), tokens=tokens
-    )
-    services.tokens = tokens
-    with serve(services, clock=clock) as server:
-        key = tmp_path / "ghapt.asc"
-        key.write_text(services.signer.public_key_armored())
-        yield server, clock, key, oidc_local_repo.deb
-
-
-def test_post_token_with_an_oidc_bearer_returns_the_credential(world, issuer) -> None:
-    server, clock, _, _ = world
-    oidc = issuer.mint(now=clock())
-    r = requests.post(f"{server.url}/token", headers={"Authorization": f"Bearer {oidc}"}, timeout=10)
-    assert r.status_code == 200, r.text
-    assert r.headers["Content-Type"].startswith("application/json")
-    assert r.headers["Cache-Control"] == "no-store"
-    body = r.json()
-    assert set(body) == {"login", "password", "expires_at"} and body["login"] == "ghapt-token"
-    expires = datetime.fromisoformat(body["expires_at"]).timestamp()
-    assert expires == int(clock()) + 6 * 3600
-    # As the OIDC login's password too (how apt-style clients send it).
-    r = requests.post(f"{server.url}/token", auth=("github-action", oidc), timeout=10)
-    assert r.status_code == 200 and r.json()["password"] != body["password"]
-    # The exchanged credential reads the repository.
-    r = requests.get(
-        f"{server.url}/dists/stable/InRelease", auth=(body["login"], body["password"]), timeout=10
-    )
-    assert r.status_code == 200
-
-
-def test_post_token_refuses_basic_users_exchanged_tokens_and_strangers(world, issuer) -> None:
-    server, clock, _, _ = world
-    r = requests.post(f"{server.url}/token", auth=("alice", PASSWORD), timeout=10)
-    assert r.status_code == 403 and "OIDC" in r.text
-    oidc = issuer.mint(now=clock())
-    body = requests.post(
-        f"{server.url}/token", headers={"Authorization": f"Bearer {oidc}"}, timeout=10
-    ).json()
-    r = requests.post(f"{server.url}/token", auth=(body["login"], body["password"]), timeout=10)
-    assert r.status_code == 403  # a token cannot renew itself
-    assert requests.post(f"{server.url}/token", timeout=10).status_code == 401
-    foreign = issuer.mint({"repository_owner_id": "1", "repository_owner": "evil"}, now=clock())
-    r = requests.post(f"{server.url}/token", headers={"Authorization": f"Bearer {foreign}"}, timeout=10)
-    assert r.status_code == 401
-    assert requests.get(f"{server.url}/token", auth=("alice", PASSWORD), timeout=10).status_code == 405
-
-
-@pytest.mark.apt
-@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
-def test_apt_works_with_the_exchanged_token_after_the_oidc_token_expired(world, issuer, tmp_path) -> None:
-    server, clock, key, deb = world
-    oidc = issuer.mint(now=clock())
-    r = requests.post(f"{server.url}/token", headers={"Authorization": f"Bearer {oidc}"}, timeout=10)
-    assert r.status_code == 200, r.text
-    body = r.json()
-
-    # Ten minutes later: the OIDC token (5 minutes + 60 s leeway) is dead, the cache too.
-    clock.now += 600
-    oidc_only = AptClient(tmp_path / "apt-oidc")
-    oidc_only.add_source(server.url, "stable", key)
-    oidc_only.set_auth(auth_entry(server.url, "github-action", oidc))
-    res = oidc_only.run("update")
-    assert "401" in res.output, res.output
-
-    apt = AptClient(tmp_path / "apt")
-    apt.add_source(server.url, "stable", key)
-    apt.set_auth(auth_entry(server.url, body["login"], body["password"]))
-    res = apt.run("update")
-    assert res.returncode == 0, res.output
-    assert "401" not in res.output
-    res = apt.run("download", "hello-ghapt")
-    assert res.returncode == 0, res.output
-    got = next((apt.root / "downloads").glob("hello-ghapt_1.0-1_all.deb"))
-    assert got.read_bytes() == deb.read_bytes()
-    assert any(p.startswith("/pool/") for p in server.paths(302))
-
-    # Past its expiry the exchanged token is refused too.
-    clock.now += 6 * 3600
-    res = apt.run("update")
-    assert "401" in res.output, res.output

@@ -1,4 +1,6 @@
-"""Basic Auth users: hashing, the users file, and the Secrets Manager store."""
+"""Basic Auth users: hashing, the users file, and the secret store over a fake Secrets port.
+
+The store over Secrets Manager (moto) is in integration/test_secrets_manager.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import os
 import stat
 from unittest import mock
 
-import boto3
 import pytest
 from ghapt import users
 from ghapt.errors import ConfigError
@@ -179,53 +180,7 @@ class TestFileUsers:
         assert spy.call_count == 1
 
 
-SECRET_NAME = "ghapt/users"
-
-
-@pytest.fixture
-def aws(moto_aws):
-    return boto3.client("secretsmanager")
-
-
 class TestSecretUsers:
-    def test_reads_users_from_secrets_manager(self, aws):
-        arn = aws.create_secret(
-            Name=SECRET_NAME, SecretString=users.dump_users({"alice": hash_password("pw")})
-        )["ARN"]
-        store = SecretUsers(arn)
-        assert isinstance(store, UserStore)
-        assert verify_password(store.lookup("alice") or "", "pw")
-        assert store.lookup("bob") is None
-
-    def test_caches_until_max_age(self, aws):
-        arn = aws.create_secret(
-            Name=SECRET_NAME, SecretString=users.dump_users({"alice": hash_password("a")})
-        )["ARN"]
-        now = [1000.0]
-        store = SecretUsers(arn, max_age=300, clock=lambda: now[0])
-        assert store.lookup("alice") is not None
-        aws.put_secret_value(SecretId=arn, SecretString=users.dump_users({"bob": hash_password("b")}))
-        now[0] += 299
-        assert store.lookup("alice") is not None  # still cached
-        assert store.lookup("bob") is None
-        now[0] += 1
-        # Powertools keeps its own cache; make it fetch so the test sees what we re-read.
-        from aws_lambda_powertools.utilities import parameters
-
-        parameters.clear_caches()
-        assert store.lookup("alice") is None
-        assert store.lookup("bob") is not None
-
-    def test_missing_secret_is_a_config_error_naming_it(self, aws):
-        store = SecretUsers("arn:aws:secretsmanager:eu-west-1:123456789012:secret:nope-AbCdEf")
-        with pytest.raises(ConfigError, match="nope"):
-            store.lookup("alice")
-
-    def test_malformed_secret_is_a_config_error(self, aws):
-        arn = aws.create_secret(Name=SECRET_NAME, SecretString='{"alice": "pw"}')["ARN"]
-        with pytest.raises(ConfigError, match="users secret"):
-            SecretUsers(arn).lookup("alice")
-
     def test_reads_through_a_secrets_port(self):
         calls = []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ def test_help_for_every_command(args: list[str]) -> None:
     assert "usage: ghapt" in res.stdout
 
 
-def test_rebuild_prints_a_summary_and_makes_no_commit_when_nothing_changed(tmp_path: Path) -> None:
+def test_rebuild_prints_a_summary_and_makes_no_commit_when_nothing_changed(
+    tmp_path: Path, seed_signing_key: Callable[[Path], Path]
+) -> None:
+    seed_signing_key(tmp_path / "st")
     build_deb(tmp_path / "rel" / "v1", "tool", "1.0-1", "amd64")
     (tmp_path / "rel" / "v2").mkdir()
     (tmp_path / "rel" / "v2" / "bad.deb").write_bytes(b"garbage")
@@ -72,8 +76,10 @@ def test_users_add_list_remove(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no such user" in missing.stderr
 
 
-def test_serve_rebuilds_when_the_folder_changes(tmp_path: Path) -> None:
-    rel, state = tmp_path / "rel", tmp_path / "st"
+def test_serve_rebuilds_when_the_folder_changes(
+    tmp_path: Path, seed_signing_key: Callable[[Path], Path]
+) -> None:
+    rel, state = tmp_path / "rel", seed_signing_key(tmp_path / "st")
     build_deb(rel / "v1", "tool", "1.0-1", "amd64")
     assert (
         run("users", "add", "u", "--state", str(state), "--password-stdin", input="pw-123456\n").returncode
@@ -98,7 +104,10 @@ def test_serve_rebuilds_when_the_folder_changes(tmp_path: Path) -> None:
 
 
 @pytest.mark.apt
-def test_demo_prints_a_client_config_that_real_apt_can_use(tmp_path: Path) -> None:
+def test_demo_prints_a_client_config_that_real_apt_can_use(
+    tmp_path: Path, seed_signing_key: Callable[[Path], Path]
+) -> None:
+    seed_signing_key(tmp_path / "demo" / "state")
     port = free_port()
     with background("demo", "--dir", str(tmp_path / "demo"), "--port", str(port)) as proc:
         wait_for(f"http://127.0.0.1:{port}/public.key", proc)

@@ -9,7 +9,7 @@ import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -191,7 +191,9 @@ def test_https_machine_line_has_no_scheme() -> None:
 
 
 # --- rebuild progress on a terminal ----------------------------------------------------------------
-def test_rebuild_shows_progress_on_a_tty(tmp_path: Path) -> None:
+def test_rebuild_shows_progress_on_a_tty(tmp_path: Path, seed_signing_key: Callable[[Path], Path]) -> None:
+    seed_signing_key(tmp_path / "st")
+    seed_signing_key(tmp_path / "st2")
     for i in range(3):
         build_deb(tmp_path / "rel" / f"v{i}", f"p{i}", "1.0-1", "amd64")
     master, slave = pty.openpty()

@@ -108,8 +108,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.keys import fresh_rsa_key, private_pem
 
 DEB_CONTENT_TYPE = "application/vnd.debian.binary-package"
 _DOCS = "https://docs.github.com/rest"
@@ -507,10 +507,8 @@ class FakeGitHub:
     # --- GitHub Apps --------------------------------------------------------------------------
     def add_app(self, app_id: str | int = "12345", installation_id: str | int = "678") -> str:
         """Register a GitHub App with one installation; returns its private key (PEM)."""
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
+        key = fresh_rsa_key(2048)  # unlike the previous Apps' keys
+        pem = private_pem(key)
         with self._lock:
             self._apps[str(app_id)] = FakeApp(str(app_id), {str(installation_id)}, pem, key.public_key())
         return pem

@@ -37,6 +37,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.support.keys import fresh_rsa_key
+
 OWNER = "octo-org"
 OWNER_ID = "65012345"
 REPOSITORY = "octo-org/octo-repo"
@@ -54,7 +56,8 @@ def _uint(n: int) -> str:
 
 
 def new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    """A key unlike the issuer's recent ones (its own, rotated and foreign keys all differ)."""
+    return fresh_rsa_key(bits)
 
 
 def public_jwk(key: rsa.RSAPrivateKey | rsa.RSAPublicKey, kid: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The MetadataStore contract, run against every adapter (local git here; GitHub via the fake)."""
+"""The MetadataStore contract, run against every adapter: the local git store, the GitHub store
+(through the fake GitHub) and the in-memory store the unit tests use, which this keeps honest."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ghapt.errors import StaleHead
+from ghapt.errors import GhaptError, StaleHead
 from ghapt.github import GitHubClient, TokenAuth
 from ghapt.githubstore import GitHubBranchStore
 from ghapt.gitstore import LocalGitStore
@@ -15,24 +16,34 @@ from ghapt.ports import MetadataStore
 from ghapt.rebuild import git_blob_id
 
 from tests.support.fakegithub import FakeGitHub
+from tests.support.memstore import MemoryStore
 
 StoreFactory = Callable[[], MetadataStore]
 
 
-def _local(tmp_path: Path) -> Iterator[StoreFactory]:
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    store = MemoryStore()
+    yield lambda: store  # one store: every factory call sees the same branch, like the others
+
+
+def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     yield lambda: LocalGitStore(tmp_path / "meta.git", "apt-metadata")
 
 
-def _github(tmp_path: Path) -> Iterator[StoreFactory]:
-    with FakeGitHub() as fake:
-        fake.add_repo("acme/apt-meta")
-        client = GitHubClient(fake.api_url, TokenAuth(fake.token))
-        yield lambda: GitHubBranchStore(client, "acme/apt-meta", "apt-metadata")
+def _github(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    gh: FakeGitHub = request.getfixturevalue("gh")
+    gh.add_repo("acme/apt-meta")
+    client = GitHubClient(gh.api_url, TokenAuth(gh.token))
+    yield lambda: GitHubBranchStore(client, "acme/apt-meta", "apt-metadata")
 
 
-@pytest.fixture(params=["local", "github"])
+@pytest.fixture(params=["memory", "local", "github"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    yield from {"local": _local, "github": _github}[request.param](tmp_path)
+    yield from {"memory": _memory, "local": _local, "github": _github}[request.param](request, tmp_path)
+
+
+def test_is_a_metadata_store(make_store: StoreFactory) -> None:
+    assert isinstance(make_store(), MetadataStore)
 
 
 def test_a_new_store_has_no_head(make_store: StoreFactory) -> None:
@@ -99,6 +110,36 @@ def test_large_files_round_trip(make_store: StoreFactory) -> None:
     big = bytes(range(256)) * 8192  # 2 MiB, over the contents API's 1 MB limit
     commit = store.commit_files(None, {"dists/stable/main/binary-amd64/Packages": big}, "big")
     assert store.read_file(commit, "dists/stable/main/binary-amd64/Packages") == big
+
+
+def test_two_stores_on_one_branch_see_each_others_commits(make_store: StoreFactory) -> None:
+    writer, reader = make_store(), make_store()
+    commit = writer.commit_files(None, {"f": b"x"}, "first")
+    assert reader.head() == commit
+    assert reader.read_file(commit, "f") == b"x"
+
+
+def test_deleting_a_path_that_is_not_there_changes_nothing_else(make_store: StoreFactory) -> None:
+    store = make_store()
+    first = store.commit_files(None, {"a": b"1", "d/b": b"2"}, "first")
+    second = store.commit_files(first, {"missing": None, "d/missing": None}, "second")
+    assert store.head() == second
+    assert store.list_files(second) == store.list_files(first)
+
+
+@pytest.mark.parametrize(
+    "path", ["", "../x", "/abs", "a//b", "a/./b", "a/../b", ".git/config", "a/.git/b", "a/\0b"]
+)
+def test_unsafe_paths_are_refused_and_nothing_is_written(make_store: StoreFactory, path: str) -> None:
+    store = make_store()
+    with pytest.raises(GhaptError, match="refusing to write"):
+        store.commit_files(None, {"fine/path": b"ok", path: b"x"}, "bad")
+    assert store.head() is None
+    base = store.commit_files(None, {"f": b"0"}, "base")
+    with pytest.raises(GhaptError, match="refusing to write"):
+        store.commit_files(base, {"f": b"1", path: b"x"}, "bad")
+    assert store.head() == base
+    assert store.read_file(base, "f") == b"0"
 
 
 def test_local_store_is_a_real_git_repository(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from ghapt import tokens
@@ -35,11 +37,13 @@ from ghapt.settings import Settings
 from ghapt.signing import KEY_FILE, META_FILE, load_or_create_local_key
 from ghapt.tokens import TokenService, file_key
 from ghapt.users import UserFile
+from moto import mock_aws
 
 from tests.support.clock import Clock
 from tests.support.debbuild import build_deb
 from tests.support.fakegithub import FakeGitHub
 from tests.support.keys import fresh_rsa_key, private_pem
+from tests.support.motokms import AWS_TEST_ENV, REGION, honours_digest
 from tests.support.oidcissuer import AUDIENCE, OWNER_ID, OidcIssuer
 from tests.support.repos import LocalRepo, ServedRepo, TokenRepo
 from tests.support.servers import serve
@@ -81,19 +85,22 @@ def _ghapt_logs_reach_caplog() -> Iterator[None]:
     logger.propagate, logger.level = before
 
 
+@pytest.fixture(scope="session")
+def moto_ignores_digest() -> bool:
+    """Whether the installed moto still hashes a KMS ``MessageType=DIGEST`` message again
+    (moto 5.2.5 does); the KMS fixtures then install ``motokms.sign_like_aws``."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in AWS_TEST_ENV.items():
+            mp.setenv(name, value)
+        with mock_aws():
+            return not honours_digest(boto3.client("kms", region_name=REGION))
+
+
 @pytest.fixture
 def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto for every AWS call, with fake credentials and a region, and Powertools' cached
     secrets cleared on the way in and out (they would outlive the mock)."""
-    from aws_lambda_powertools.utilities import parameters
-    from moto import mock_aws
-
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_SESSION_TOKEN", "testing"),
-        ("AWS_DEFAULT_REGION", "eu-west-1"),
-    ):
+    for name, value in AWS_TEST_ENV.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         parameters.clear_caches()

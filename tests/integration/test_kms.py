@@ -2,15 +2,14 @@
 
 moto's KMS ignores ``MessageType=DIGEST`` (it hashes the digest again, unlike AWS). The
 ``kms`` fixture checks whether the installed moto still does that and, if so, patches moto's
-Sign handler so it treats a DIGEST message the way AWS does. Production code is untouched and
-keeps sending DIGEST; ``test_sign_sends_the_digest_not_the_message`` pins that.
+Sign handler so it treats a DIGEST message the way AWS does (tests/support/motokms.py).
+Production code is untouched and keeps sending DIGEST; ``test_sign_sends_the_digest_not_the_message``
+pins that. What every signer must do is in contract/test_signer.py.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, utils
-from cryptography.hazmat.primitives.serialization import load_der_public_key
 from ghapt.errors import ConfigError, GhaptError
 from ghapt.kms import KmsKey, kms_signer
 from ghapt.openpgp import OpenPGPSigner
 from ghapt.ports import Signer
 from moto import mock_aws
-from moto.kms.exceptions import ValidationException
 from moto.kms.responses import KmsResponse
 
 from tests.support.gpg import (
@@ -40,68 +35,13 @@ from tests.support.gpg import (
     verify_detached,
     verify_inrelease,
 )
-
-REGION = "eu-west-1"
-PKCS1_SHA256 = "RSASSA_PKCS1_V1_5_SHA_256"
-_MOTO_SIGN = KmsResponse.sign
-_DIGEST_HASHES = {
-    "RSASSA_PKCS1_V1_5_SHA_256": hashes.SHA256,
-    "RSASSA_PKCS1_V1_5_SHA_384": hashes.SHA384,
-    "RSASSA_PKCS1_V1_5_SHA_512": hashes.SHA512,
-}
-
-
-def _sign_like_aws(self: KmsResponse) -> str:
-    """moto's Sign, except that a DIGEST message is signed as the digest it is (as AWS does)."""
-    if self._get_param("MessageType") != "DIGEST":
-        return _MOTO_SIGN(self)
-    algorithm = self._get_param("SigningAlgorithm")
-    if algorithm not in _DIGEST_HASHES:
-        raise NotImplementedError(f"test fixture: DIGEST signing with {algorithm}")
-    key = self.kms_backend.describe_key(self._get_param("KeyId"))
-    if key.key_usage != "SIGN_VERIFY" or algorithm not in key.signing_algorithms:
-        return _MOTO_SIGN(self)  # let moto raise its own error
-    digest = self._get_param("Message")
-    hash_algorithm = _DIGEST_HASHES[algorithm]()
-    if len(digest) != hash_algorithm.digest_size:  # AWS refuses a digest of the wrong length
-        raise ValidationException(f"Digest is invalid length for algorithm {algorithm}.")
-    signature = key.private_key.private_key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hash_algorithm))
-    return json.dumps(
-        {"KeyId": key.arn, "Signature": base64.b64encode(signature).decode(), "SigningAlgorithm": algorithm}
-    )
-
-
-def _honours_digest(client: Any) -> bool:
-    key = client.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
-    digest = hashlib.sha256(b"probe").digest()
-    sig = client.sign(KeyId=key, Message=digest, MessageType="DIGEST", SigningAlgorithm=PKCS1_SHA256)
-    public = load_der_public_key(client.get_public_key(KeyId=key)["PublicKey"])
-    try:
-        public.verify(sig["Signature"], digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
-    except Exception:
-        return False
-    return True
+from tests.support.motokms import AWS_TEST_ENV, PKCS1_SHA256, REGION, sign_like_aws
 
 
 @pytest.fixture(autouse=True)
 def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_SESSION_TOKEN", "testing"),
-        ("AWS_DEFAULT_REGION", REGION),
-    ):
+    for name, value in AWS_TEST_ENV.items():
         monkeypatch.setenv(name, value)
-
-
-@pytest.fixture(scope="module")
-def moto_ignores_digest() -> bool:
-    """Whether the installed moto still hashes a DIGEST message again (moto 5.2.5 does)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            mp.setenv(name, "testing")
-        with mock_aws():
-            return not _honours_digest(boto3.client("kms", region_name=REGION))
 
 
 @pytest.fixture
@@ -115,7 +55,7 @@ def raw_moto() -> Iterator[Any]:
 def kms(moto_ignores_digest: bool, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A moto KMS client whose Sign honours MessageType=DIGEST like AWS."""
     if moto_ignores_digest:
-        monkeypatch.setattr(KmsResponse, "sign", _sign_like_aws)
+        monkeypatch.setattr(KmsResponse, "sign", sign_like_aws)
     with mock_aws():
         yield boto3.client("kms", region_name=REGION)
 

@@ -329,7 +329,7 @@ class FakeGitHub:
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> FakeGitHub:
         for server in (self._api, self._storage):
-            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
             t.start()
             self._threads.append(t)
         return self

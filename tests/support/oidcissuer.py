@@ -166,7 +166,7 @@ class OidcIssuer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         # A short poll interval keeps shutdown (each test's teardown) fast.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="oidc-issuer", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="oidc-issuer", daemon=True
         )
         self._thread.start()
         return self

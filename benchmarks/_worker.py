@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -80,7 +81,13 @@ def cmd_read(deb: str) -> None:
 
 def main(argv: list[str]) -> None:
     command, *args = argv
-    {"import": cmd_import, "index": cmd_index, "indexer": cmd_indexer, "read": cmd_read}[command](*args)
+    commands: dict[str, Callable[..., None]] = {
+        "import": cmd_import,
+        "index": cmd_index,
+        "indexer": cmd_indexer,
+        "read": cmd_read,
+    }
+    commands[command](*args)
 
 
 if __name__ == "__main__":

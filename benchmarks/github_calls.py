@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import Section, human_bytes, ratio
+from .common import Log, Section, human_bytes, ratio
 from .debs import build_pool, plan
 
 REPO = "acme/tools"
@@ -98,7 +98,7 @@ def build_debs(n: int, tmp: Path) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in paths]
 
 
-def run(n: int = 200, *, workdir: Path | None = None, log=print) -> Section:
+def run(n: int = 200, *, workdir: Path | None = None, log: Log = print) -> Section:
     started = time.perf_counter()
     own = workdir is None
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-github-")) if workdir is None else workdir
@@ -111,7 +111,7 @@ def run(n: int = 200, *, workdir: Path | None = None, log=print) -> Section:
     return section
 
 
-def _run(n: int, tmp: Path, log) -> Section:
+def _run(n: int, tmp: Path, log: Log) -> Section:
     from ghapt.signing import load_or_create_local_key
 
     from tests.support.fakegithub import FakeGitHub

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import PYTHON, REPO_ROOT, Section, child_env, mb, micros, ratio, run_child
+from .common import PYTHON, REPO_ROOT, Log, Section, child_env, mb, micros, ratio, run_child
 
 EVENTS = REPO_ROOT / "tests" / "events"
 ALICE_PASSWORD = "s3cret-apt-pass"  # noqa: S105  # the password in authorizer_basic.json's Basic header
@@ -66,7 +66,8 @@ class SimClock:
 
 # --- events -----------------------------------------------------------------------------------
 def authorizer_event() -> dict[str, Any]:
-    return json.loads((EVENTS / "authorizer_basic.json").read_text())
+    event: dict[str, Any] = json.loads((EVENTS / "authorizer_basic.json").read_text())
+    return event
 
 
 def with_authorization(event: dict[str, Any], value: str) -> dict[str, Any]:
@@ -336,7 +337,7 @@ def run(
     sequences: int = 100,
     reps: int = 3,
     import_reps: int = 5,
-    log=print,
+    log: Log = print,
 ) -> Section:
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-serving-"))

@@ -103,9 +103,9 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in AWS_TEST_ENV.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         yield
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 # --- the repository signing key -------------------------------------------------------------------
@@ -124,6 +124,7 @@ def signing_key_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def signing_key(signing_key_state: Path) -> rsa.RSAPrivateKey:
+    """The run's RSA-3072 signing key itself."""
     key = serialization.load_pem_private_key((signing_key_state / KEY_FILE).read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     return key

@@ -78,7 +78,9 @@ class GitHubReleases:
         self.with_digest = with_digest
         gh.add_repo(REPO)
         client = GitHubClient(gh.api_url, TokenAuth(gh.token), sleep=lambda s: None)
-        self.source = GitHubReleaseSource(client, [REPO], suite="stable", prerelease_suite="beta")
+        self.source: ReleaseSource = GitHubReleaseSource(
+            client, [REPO], suite="stable", prerelease_suite="beta"
+        )
 
     def publish(self, tag: str, name: str, data: bytes) -> None:
         if any(r.tag == tag for r in self.gh.add_repo(REPO).releases):
@@ -143,7 +145,8 @@ def test_every_published_deb_is_listed_once_with_its_release(
     tool, lib = assets["tool_1.0-1_amd64.deb"], assets["libtool2_2.0.rc1-1_all.deb"]
     assert (tool.release, tool.size, tool.suite) == ("v1.0", len(debs["tool_1.0"]), "stable")
     assert (lib.release, lib.size, lib.suite) == ("v2.0", len(debs["lib_2.0"]), "stable")
-    assert tool.key != lib.key and tool.fingerprint != lib.fingerprint
+    assert tool.key != lib.key
+    assert tool.fingerprint != lib.fingerprint
 
 
 def test_keys_and_fingerprints_are_stable_while_nothing_changes(

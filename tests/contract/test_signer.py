@@ -65,7 +65,8 @@ def test_is_a_signer(signer: Signer) -> None:
 
 def test_the_fingerprint_is_the_public_keys(signer: Signer, tmp_path: Path) -> None:
     fingerprint = signer.fingerprint
-    assert len(fingerprint) == 40 and fingerprint == fingerprint.upper()
+    assert len(fingerprint) == 40
+    assert fingerprint == fingerprint.upper()
     int(fingerprint, 16)
     (tmp_path / "k.gpg").write_bytes(signer.public_key())
     shown = gpg(tmp_path / "home", "--with-colons", "--show-keys", tmp_path / "k.gpg")
@@ -73,7 +74,8 @@ def test_the_fingerprint_is_the_public_keys(signer: Signer, tmp_path: Path) -> N
     rows = [line.split(":") for line in shown.stdout.decode().splitlines()]
     assert [r[9] for r in rows if r[0] == "fpr"] == [fingerprint]
     pub = next(r for r in rows if r[0] == "pub")
-    assert pub[3] == "1" and int(pub[2]) >= 3072, pub  # RSA, strong enough for sqv
+    assert pub[3] == "1", pub  # RSA
+    assert int(pub[2]) >= 3072, pub  # strong enough for sqv
     assert "s" in pub[11], "usable for signing"
 
 
@@ -133,8 +135,10 @@ def test_a_changed_text_fails_both_signatures(
     tampered = RELEASE.replace(b"Suite: stable", b"Suite: stablE")
     inrelease = signer.clearsign(RELEASE).replace(b"Suite: stable", b"Suite: stablE")
     code, status, _ = verify_inrelease(tmp_path / "inrelease", ring, inrelease)
-    assert code != 0 and "BADSIG" in status
+    assert code != 0
+    assert "BADSIG" in status
     code, status = verify_detached(tmp_path / "detached", ring, signer.detach_sign(RELEASE), tampered)
-    assert code != 0 and "BADSIG" in status
+    assert code != 0
+    assert "BADSIG" in status
     if SQV is not None:
         assert not sqv_ok(ring, signer.detach_sign(RELEASE), tampered, tmp_path / "sqv")

@@ -26,6 +26,7 @@ from samtranslator.yaml_helper import yaml_parse
 from tests.support.aptclient import AptClient
 from tests.support.oidcissuer import OidcIssuer
 from tests.support.paths import ROOT
+from tests.support.repos import ServedRepo
 
 ACTION = ROOT / ".github/actions/apt-setup"
 SCRIPT = ACTION / "setup.sh"
@@ -122,15 +123,19 @@ def _secrets(root: Path, endpoint: TokenEndpoint) -> list[str]:
 
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
-def test_setup_writes_what_apt_needs_and_apt_downloads(oidc_repo, endpoint, tmp_path) -> None:
+def test_setup_writes_what_apt_needs_and_apt_downloads(
+    oidc_repo: ServedRepo, endpoint: TokenEndpoint, tmp_path: Path
+) -> None:
     server, deb = oidc_repo.server, oidc_repo.deb
     apt = AptClient(tmp_path / "apt")
     res = run_setup(apt.root, server.url + "/", endpoint)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "ghapt configured" in res.stdout and "valid until 20" in res.stdout
+    assert "ghapt configured" in res.stdout
+    assert "valid until 20" in res.stdout
     # The endpoint got the audience (URL-encoded by curl) after GitHub's own query.
     (request,) = endpoint.requests
-    assert request["ok"] and request["query"]["audience"] == [AUDIENCE]
+    assert request["ok"]
+    assert request["query"]["audience"] == [AUDIENCE]
 
     etc = apt.root / "etc/apt"
     key = etc / "keyrings/ghapt.asc"
@@ -154,7 +159,8 @@ def test_setup_writes_what_apt_needs_and_apt_downloads(oidc_repo, endpoint, tmp_
 
     update = apt.run("update")
     assert update.returncode == 0, update.output
-    assert "401" not in update.output and "NO_PUBKEY" not in update.output
+    assert "401" not in update.output
+    assert "NO_PUBKEY" not in update.output
     download = apt.run("download", "hello-ghapt")
     assert download.returncode == 0, download.output
     got = next((apt.root / "downloads").glob("hello-ghapt_1.0-1_all.deb"))
@@ -163,7 +169,9 @@ def test_setup_writes_what_apt_needs_and_apt_downloads(oidc_repo, endpoint, tmp_
     assert any(p.startswith("/pool/") for p in server.paths(302))
 
 
-def test_in_actions_tokens_are_masked_and_the_expiry_is_an_output(oidc_repo, endpoint, tmp_path) -> None:
+def test_in_actions_tokens_are_masked_and_the_expiry_is_an_output(
+    oidc_repo: ServedRepo, endpoint: TokenEndpoint, tmp_path: Path
+) -> None:
     server = oidc_repo.server
     root, outputs = tmp_path / "root", tmp_path / "github_output"
     outputs.touch()
@@ -184,7 +192,8 @@ def test_in_actions_tokens_are_masked_and_the_expiry_is_an_output(oidc_repo, end
         assert [ln for ln in lines if value in ln] == [f"::add-mask::{value}"]
         assert value not in res.stderr
     (expires,) = [ln for ln in outputs.read_text().splitlines() if ln.startswith("expires-at=")]
-    assert expires.endswith("Z") and "T" in expires
+    assert expires.endswith("Z")
+    assert "T" in expires
     assert "Suites: stable prerelease\n" in (root / "etc/apt/sources.list.d/acme.sources").read_text()
     assert (root / "etc/apt/keyrings/acme.asc").is_file()
 
@@ -194,7 +203,9 @@ def _secrets_named(root: Path, name: str, endpoint: TokenEndpoint) -> list[str]:
     return [REQUEST_TOKEN, *endpoint.minted, auth[auth.index("password") + 1]]
 
 
-def test_without_python3_the_sed_fallback_parses_the_json(oidc_repo, endpoint, tmp_path) -> None:
+def test_without_python3_the_sed_fallback_parses_the_json(
+    oidc_repo: ServedRepo, endpoint: TokenEndpoint, tmp_path: Path
+) -> None:
     server = oidc_repo.server
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -210,7 +221,7 @@ def test_without_python3_the_sed_fallback_parses_the_json(oidc_repo, endpoint, t
 
 
 @pytest.mark.parametrize(
-    "env, message",
+    ("env", "message"),
     [
         ({"ACTIONS_ID_TOKEN_REQUEST_TOKEN": "not-the-request-token"}, "could not get an OIDC token"),
         ({"ACTIONS_ID_TOKEN_REQUEST_TOKEN": ""}, "id-token: write"),
@@ -219,7 +230,9 @@ def test_without_python3_the_sed_fallback_parses_the_json(oidc_repo, endpoint, t
         ({"GHAPT_NAME": "../evil"}, "name may only contain"),
     ],
 )
-def test_failures_say_why_and_write_no_credentials(oidc_repo, endpoint, tmp_path, env, message) -> None:
+def test_failures_say_why_and_write_no_credentials(
+    oidc_repo: ServedRepo, endpoint: TokenEndpoint, tmp_path: Path, env: dict[str, str], message: str
+) -> None:
     server = oidc_repo.server
     root = tmp_path / "root"
     res = run_setup(root, server.url, endpoint, **env)
@@ -234,7 +247,8 @@ def test_failures_say_why_and_write_no_credentials(oidc_repo, endpoint, tmp_path
 def test_action_yml_runs_the_script_with_inputs_as_environment() -> None:
     action = yaml_parse((ACTION / "action.yml").read_text())
     inputs = action["inputs"]
-    assert inputs["url"]["required"] is True and inputs["audience"]["required"] is True
+    assert inputs["url"]["required"] is True
+    assert inputs["audience"]["required"] is True
     assert {k: inputs[k].get("default") for k in ("suites", "components", "name")} == {
         "suites": "stable",
         "components": "main",

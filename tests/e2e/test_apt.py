@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,19 @@ from ghapt.users import UserFile
 
 from tests.support.aptclient import AptClient
 from tests.support.debbuild import build_deb
-from tests.support.servers import serve
+from tests.support.servers import RunningServer, serve
 
 pytestmark = [pytest.mark.apt, pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")]
 
 PASSWORD = "correct-horse-battery"
 
 
+Repo = tuple[RunningServer, Services, dict[str, Path], Path, Path]
+"""The server, its Services, the debs by name, the public key and the releases folder."""
+
+
 @pytest.fixture
-def repo(tmp_path: Path):
+def repo(tmp_path: Path) -> Iterator[Repo]:
     releases = tmp_path / "releases"
     state = tmp_path / "state"
     debs: dict[str, Path] = {}
@@ -53,7 +58,8 @@ def repo(tmp_path: Path):
     settings = Settings.from_env({}, releases_dir=releases, state_dir=state, architectures="amd64 arm64")
     services = Services(settings, {})
     result = services.indexer.rebuild()
-    assert result.changed and result.packages == 3
+    assert result.changed
+    assert result.packages == 3
     assert [s.asset.name for s in result.skipped] == ["broken.deb"]
     with serve(services) as server:
         key = tmp_path / "ghapt.asc"
@@ -61,7 +67,7 @@ def repo(tmp_path: Path):
         yield server, services, debs, key, releases
 
 
-def _client(tmp_path: Path, server, key: Path, password: str | None = PASSWORD) -> AptClient:
+def _client(tmp_path: Path, server: RunningServer, key: Path, password: str | None = PASSWORD) -> AptClient:
     apt = AptClient(tmp_path / "apt")
     apt.add_source(server.url, "stable", key)
     if password is not None:
@@ -69,20 +75,22 @@ def _client(tmp_path: Path, server, key: Path, password: str | None = PASSWORD) 
     return apt
 
 
-def test_update_goes_through_by_hash_and_lists_every_version(repo, tmp_path):
+def test_update_goes_through_by_hash_and_lists_every_version(repo: Repo, tmp_path: Path) -> None:
     server, _, _, key, _ = repo
     apt = _client(tmp_path, server, key)
     res = apt.run("update")
     assert res.returncode == 0, res.output
-    assert "NO_PUBKEY" not in res.output and "not signed" not in res.output
+    assert "NO_PUBKEY" not in res.output
+    assert "not signed" not in res.output
     assert any(p.endswith("/dists/stable/InRelease") for p in server.paths(200))
     assert any("/by-hash/SHA512/" in p for p in server.paths(200)), server.log
     madison = apt.cache("madison", "hello-ghapt")
-    assert "1.0-1" in madison.output and "1.1~rc1-1" in madison.output, madison.output
+    assert "1.0-1" in madison.output, madison.output
+    assert "1.1~rc1-1" in madison.output, madison.output
     assert "2:3.0-1" in apt.cache("madison", "libdemo1").output
 
 
-def test_download_follows_the_pool_redirect_and_matches_the_original(repo, tmp_path):
+def test_download_follows_the_pool_redirect_and_matches_the_original(repo: Repo, tmp_path: Path) -> None:
     server, _, debs, key, _ = repo
     apt = _client(tmp_path, server, key)
     assert apt.run("update").returncode == 0
@@ -98,15 +106,16 @@ def test_download_follows_the_pool_redirect_and_matches_the_original(repo, tmp_p
 
 
 @pytest.mark.parametrize("password", ["wrong-password", None])
-def test_wrong_or_missing_credentials_fail_with_401(repo, tmp_path, password):
+def test_wrong_or_missing_credentials_fail_with_401(repo: Repo, tmp_path: Path, password: str | None) -> None:
     server, _, _, key, _ = repo
     apt = _client(tmp_path, server, key, password)
     res = apt.run("update")
-    assert "401" in res.output and "Failed to fetch" in res.output, res.output
+    assert "401" in res.output, res.output
+    assert "Failed to fetch" in res.output, res.output
     assert not any(p.endswith("InRelease") for p in server.paths(200))
 
 
-def test_a_new_release_appears_on_the_next_update(repo, tmp_path):
+def test_a_new_release_appears_on_the_next_update(repo: Repo, tmp_path: Path) -> None:
     server, services, _, key, releases = repo
     apt = _client(tmp_path, server, key)
     assert apt.run("update").returncode == 0

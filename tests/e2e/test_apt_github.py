@@ -88,7 +88,9 @@ def env(tmp_path: Path, gh: FakeGitHub) -> Iterator[Env]:
         settings.api_url, github_auth_from_settings(settings, services.secrets), sleep=lambda s: None
     )
     result = services.indexer.rebuild()
-    assert result.changed and result.packages == 3 and result.skipped == []
+    assert result.changed
+    assert result.packages == 3
+    assert result.skipped == []
     assert gh.branch_head(META, BRANCH) == result.commit
     with serve(services) as server:
         key = tmp_path / "ghapt.asc"
@@ -102,11 +104,13 @@ def env(tmp_path: Path, gh: FakeGitHub) -> Iterator[Env]:
 def test_update_reads_the_branch_through_by_hash_and_lists_every_version(env: Env) -> None:
     res = env.apt.run("update")
     assert res.returncode == 0, res.output
-    assert "NO_PUBKEY" not in res.output and "not signed" not in res.output
+    assert "NO_PUBKEY" not in res.output
+    assert "not signed" not in res.output
     assert any(p.endswith("/dists/stable/InRelease") for p in env.server.paths(200))
     assert any("/by-hash/SHA512/" in p for p in env.server.paths(200)), env.server.log
     madison = env.apt.cache("madison", "hello-ghapt").output
-    assert "1.0-1" in madison and "1.1~rc1-1" in madison, madison
+    assert "1.0-1" in madison, madison
+    assert "1.1~rc1-1" in madison, madison
     assert "2:3.0-1" in env.apt.cache("madison", "libdemo1").output
     # What apt got came from the fake's branch: the gateway read blobs of the branch's commit.
     assert env.gh.calls("GET", r"/repos/acme/apt-meta/git/blobs/")

@@ -14,6 +14,7 @@ from ghapt.clientconfig import auth_entry
 
 from tests.support.aptclient import AptClient
 from tests.support.oidcissuer import OWNER, OWNER_ID, REPOSITORY, OidcIssuer
+from tests.support.repos import ServedRepo
 from tests.support.servers import RunningServer
 
 LOGIN = "github-action"
@@ -34,12 +35,15 @@ def _apt(tmp_path: Path, server: RunningServer, key: Path, token: str) -> AptCli
 
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
-def test_apt_update_and_download_with_an_oidc_token(oidc_repo, issuer, tmp_path) -> None:
+def test_apt_update_and_download_with_an_oidc_token(
+    oidc_repo: ServedRepo, issuer: OidcIssuer, tmp_path: Path
+) -> None:
     server, key, deb = oidc_repo.server, oidc_repo.key, oidc_repo.deb
     apt = _apt(tmp_path, server, key, issuer.mint())
     res = apt.run("update")
     assert res.returncode == 0, res.output
-    assert "NO_PUBKEY" not in res.output and "401" not in res.output
+    assert "NO_PUBKEY" not in res.output
+    assert "401" not in res.output
     assert any(p.endswith("/dists/stable/InRelease") for p in server.paths(200))
     res = apt.run("download", "hello-ghapt")
     assert res.returncode == 0, res.output
@@ -68,7 +72,9 @@ def _bad_tokens(issuer: OidcIssuer) -> dict[str, str]:
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
 @pytest.mark.parametrize("which", ["foreign owner", "expired", "github default audience"])
-def test_apt_with_a_bad_oidc_token_fails_with_401(oidc_repo, issuer, tmp_path, which) -> None:
+def test_apt_with_a_bad_oidc_token_fails_with_401(
+    oidc_repo: ServedRepo, issuer: OidcIssuer, tmp_path: Path, which: str
+) -> None:
     server, key = oidc_repo.server, oidc_repo.key
     apt = _apt(tmp_path, server, key, _bad_tokens(issuer)[which])
     res = apt.run("update")
@@ -77,7 +83,7 @@ def test_apt_with_a_bad_oidc_token_fails_with_401(oidc_repo, issuer, tmp_path, w
     assert any(status == 401 for _, _, status in server.log)
 
 
-def test_bearer_token_reads_dists_over_http(oidc_repo, issuer) -> None:
+def test_bearer_token_reads_dists_over_http(oidc_repo: ServedRepo, issuer: OidcIssuer) -> None:
     server = oidc_repo.server
     url = f"{server.url}/dists/stable/InRelease"
     r = requests.get(url, headers={"Authorization": f"Bearer {issuer.mint()}"}, timeout=10)

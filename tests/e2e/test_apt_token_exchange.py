@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import requests
 from ghapt.clientconfig import auth_entry
 
 from tests.support.aptclient import AptClient
+from tests.support.oidcissuer import OidcIssuer
+from tests.support.repos import TokenRepo
 
 
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
 def test_apt_works_with_the_exchanged_token_after_the_oidc_token_expired(
-    token_repo, issuer, tmp_path
+    token_repo: TokenRepo, issuer: OidcIssuer, tmp_path: Path
 ) -> None:
     server, clock, key, deb = token_repo.server, token_repo.clock, token_repo.key, token_repo.deb
     oidc = issuer.mint(now=clock())

@@ -30,11 +30,14 @@ def quiet(_message: str) -> None:
 
 
 def number(cell: str) -> float:
-    return float(re.match(r"[\d.]+", cell.strip("*")).group(0))  # type: ignore[union-attr]
+    match = re.match(r"[\d.]+", cell.strip("*"))
+    assert match is not None, cell
+    return float(match.group(0))
 
 
 def check_table(section: common.Section) -> None:
-    assert section.headers and section.rows
+    assert section.headers
+    assert section.rows
     for row in section.rows:
         assert len(row) == len(section.headers), row
         assert all(isinstance(c, str) and c for c in row), row
@@ -51,7 +54,9 @@ def test_index_speed_tiny(tmp_path: Path) -> None:
     assert tools == [name for name, _ in index_speed.TOOLS]
     assert section.rows[0][3] == "1.00\u00d7"  # apt-ftparchive is the reference
     for row in section.rows:
-        assert number(row[2]) > 0 and RATIO.match(row[3]) and number(row[5]) > 0
+        assert number(row[2]) > 0
+        assert RATIO.match(row[3])
+        assert number(row[5]) > 0
     # Every tool listed the same six packages, and ghapt's stanzas are dpkg-scanpackages' ones.
     assert section.data["n"] == 6
     assert section.data["same_packages"] is True
@@ -87,11 +92,18 @@ def test_github_calls_tiny(tmp_path: Path) -> None:
         "one new release (fresh process)",
     ]
     cold, same, warm, new = rows.values()
-    assert cold["commits"] == 1 and same["commits"] == 0 and warm["commits"] == 0 and new["commits"] == 1
-    assert cold["read"] == 4 and new["read"] == 1 and same["read"] == 0
-    assert cold["asset_urls"] == 4 and cold["storage_range"] + cold["storage_stream"] >= 4
+    assert cold["commits"] == 1
+    assert same["commits"] == 0
+    assert warm["commits"] == 0
+    assert new["commits"] == 1
+    assert cold["read"] == 4
+    assert new["read"] == 1
+    assert same["read"] == 0
+    assert cold["asset_urls"] == 4
+    assert cold["storage_range"] + cold["storage_stream"] >= 4
     assert 0 < cold["storage_bytes"] <= section.data["total_bytes"]
-    assert same["storage_bytes"] == 0 and warm["storage_bytes"] == 0
+    assert same["storage_bytes"] == 0
+    assert warm["storage_bytes"] == 0
     assert warm["not_modified"] >= 1  # the warm process's listing is conditional
     for row in section.rows:
         assert number(row[1]) == rows[row[0]]["api"]
@@ -108,7 +120,8 @@ def test_serving_tiny() -> None:
     for name in ("authorizer_cached", "authorizer_first", "metadata_200", "metadata_304", "noop_metadata"):
         assert latency[name]["p50"] > 0
     calls = section.data["calls"]
-    assert calls["update_burst"]["requests"] == 10 and calls["pool_burst"]["requests"] == 5
+    assert calls["update_burst"]["requests"] == 10
+    assert calls["pool_burst"]["requests"] == 5
     # Caching can only save calls, and no scenario downloads from the storage host.
     assert calls["update_burst"]["api"] <= calls["update_nocache"]["api"]
     assert calls["pool_burst"]["api"] <= calls["pool_nocache"]["api"]
@@ -120,7 +133,8 @@ def test_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert run.main(["--quick", "--only", "github", "--output", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("# ghapt benchmarks\n")
-    assert "| Python |" in text and "| apt-ftparchive |" in text
+    assert "| Python |" in text
+    assert "| apt-ftparchive |" in text
     assert "## 3. GitHub API calls and bytes for 20 releases" in text
     assert "## 1." not in text
     assert capsys.readouterr().out.strip() == text.strip()

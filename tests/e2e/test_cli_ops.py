@@ -44,9 +44,11 @@ def _fingerprints(key_file: Path, home: Path) -> list[str]:
 )
 def test_help(args: list[str]) -> None:
     res = run(*args, "--help")
-    assert res.returncode == 0 and "usage: ghapt" in res.stdout
+    assert res.returncode == 0
+    assert "usage: ghapt" in res.stdout
     if args[0] == "users":
-        assert "--users-secret-arn" in res.stdout and "GHAPT_USERS_SECRET_ARN" in res.stdout
+        assert "--users-secret-arn" in res.stdout
+        assert "GHAPT_USERS_SECRET_ARN" in res.stdout
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -60,7 +62,8 @@ def test_keys_creates_shows_and_exports_the_local_key(tmp_path: Path) -> None:
     assert (tmp_path / "k.asc").read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert _fingerprints(tmp_path / "k.asc", tmp_path / "gnupg") == [fingerprint]
     again = run("keys", "--export", str(tmp_path / "k.gpg"), "--binary", env={"GHAPT_STATE_DIR": str(state)})
-    assert again.returncode == 0 and "(created now)" not in again.stdout
+    assert again.returncode == 0
+    assert "(created now)" not in again.stdout
     assert f"fingerprint: {fingerprint}" in again.stdout
     assert not (tmp_path / "k.gpg").read_bytes().startswith(b"-----")
     assert _fingerprints(tmp_path / "k.gpg", tmp_path / "gnupg") == [fingerprint]
@@ -72,7 +75,8 @@ def test_keys_creates_shows_and_exports_the_local_key(tmp_path: Path) -> None:
 def test_keys_without_a_key_names_both_settings() -> None:
     res = run("keys")
     assert res.returncode == 2
-    assert "GHAPT_STATE_DIR" in res.stderr and "GHAPT_KMS_KEY_ID" in res.stderr
+    assert "GHAPT_STATE_DIR" in res.stderr
+    assert "GHAPT_KMS_KEY_ID" in res.stderr
 
 
 # --- client-config ---------------------------------------------------------------------------------
@@ -159,7 +163,8 @@ def test_client_config_oidc_writes_a_github_action_login(server: RunningServer, 
     assert auth.read_text() == f"machine {server.url} login github-action password eyJ.tok.en\n"
     assert stat.S_IMODE(auth.stat().st_mode) == 0o600
     from_env = run("client-config", "--url", server.url, "--oidc", env={"GHAPT_OIDC_TOKEN": "eyJ.from.env"})
-    assert from_env.returncode == 0 and "login github-action password eyJ.from.env" in from_env.stdout
+    assert from_env.returncode == 0
+    assert "login github-action password eyJ.from.env" in from_env.stdout
 
 
 @pytest.mark.parametrize(
@@ -176,7 +181,8 @@ def test_client_config_oidc_writes_a_github_action_login(server: RunningServer, 
 def test_client_config_errors_name_the_fix(args: list[str], needle: str) -> None:
     res = run("client-config", *args)
     assert res.returncode == 2, (res.stdout, res.stderr)
-    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_https_machine_line_has_no_scheme() -> None:
@@ -223,8 +229,10 @@ def test_rebuild_shows_progress_on_a_tty(tmp_path: Path, seed_signing_key: Calla
     tty = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0
     assert "listed 3 assets" in tty
-    assert "reading new assets: 3/3" in tty and "MB downloaded" in tty
-    assert "3 indexed, 3 added" in out and "commit: " in out
+    assert "reading new assets: 3/3" in tty
+    assert "MB downloaded" in tty
+    assert "3 indexed, 3 added" in out
+    assert "commit: " in out
     # Not a terminal: no progress noise at all.
     plain = run("rebuild", "--releases", str(tmp_path / "rel"), "--state", str(tmp_path / "st2"))
     assert "reading new assets" not in plain.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +41,7 @@ def repo(tmp_path: Path) -> Iterator[tuple[Services, RunningServer]]:
         yield services, server
 
 
-def doctor(url: str, *extra: str, password: str = PASSWORD):
+def doctor(url: str, *extra: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
     return run("doctor", url, "--user", USER, "--password-stdin", *extra, input=password + "\n")
 
 
@@ -60,7 +61,7 @@ def _commit(services: Services, changes: dict[str, bytes | None]) -> None:
     services.branch_cache.invalidate()
 
 
-def test_a_healthy_repository_passes_every_check(repo) -> None:
+def test_a_healthy_repository_passes_every_check(repo: tuple[Services, RunningServer]) -> None:
     _, server = repo
     res = doctor(server.url)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -78,38 +79,45 @@ def test_a_healthy_repository_passes_every_check(repo) -> None:
     assert "all 7 checks passed" in res.stdout
 
 
-def test_wrong_credentials_fail_the_credentials_check(repo) -> None:
+def test_wrong_credentials_fail_the_credentials_check(repo: tuple[Services, RunningServer]) -> None:
     _, server = repo
     res = doctor(server.url, password="wrong-password")
     assert res.returncode == 1
     lines = _lines(res.stdout)
-    assert lines["credentials"] == "FAIL" and lines["public key"] == "PASS"
+    assert lines["credentials"] == "FAIL"
+    assert lines["public key"] == "PASS"
 
 
-def test_a_tampered_inrelease_fails_the_signature_check(repo) -> None:
+def test_a_tampered_inrelease_fails_the_signature_check(repo: tuple[Services, RunningServer]) -> None:
     services, server = repo
     head = services.store.head()
+    assert head is not None
     inrelease = services.store.read_file(head, "dists/stable/InRelease")
-    assert inrelease is not None and b"Origin: ghapt" in inrelease
+    assert inrelease is not None
+    assert b"Origin: ghapt" in inrelease
     _commit(services, {"dists/stable/InRelease": inrelease.replace(b"Origin: ghapt", b"Origin: evil!")})
     res = doctor(server.url)
     assert res.returncode == 1
     lines = _lines(res.stdout)
     assert lines["[stable] InRelease signature"] == "FAIL"
     assert "not a valid signature" in res.stdout
-    assert lines["public key"] == "PASS" and lines["credentials"] == "PASS"
+    assert lines["public key"] == "PASS"
+    assert lines["credentials"] == "PASS"
 
 
-def test_a_missing_by_hash_file_fails_the_by_hash_check(repo) -> None:
+def test_a_missing_by_hash_file_fails_the_by_hash_check(repo: tuple[Services, RunningServer]) -> None:
     services, server = repo
-    files = services.store.list_files(services.store.head())
+    head = services.store.head()
+    assert head is not None
+    files = services.store.list_files(head)
     victim = next(p for p in files if "/by-hash/SHA256/" in p and "binary-amd64" in p)
     _commit(services, {victim: None})
     res = doctor(server.url)
     assert res.returncode == 1
     lines = _lines(res.stdout)
     assert lines["[stable] by-hash files"] == "FAIL"
-    assert victim.rsplit("/", 1)[-1] in res.stdout and ": 404" in res.stdout
+    assert victim.rsplit("/", 1)[-1] in res.stdout
+    assert ": 404" in res.stdout
     assert lines["[stable] InRelease signature"] == "PASS"
 
 
@@ -121,15 +129,20 @@ def test_an_expired_valid_until_fails_the_dates_check(tmp_path: Path) -> None:
         res = doctor(server.url)
     assert res.returncode == 1
     lines = _lines(res.stdout)
-    assert lines["[stable] dates"] == "FAIL" and "Valid-Until" in res.stdout and "has passed" in res.stdout
+    assert lines["[stable] dates"] == "FAIL"
+    assert "Valid-Until" in res.stdout
+    assert "has passed" in res.stdout
     assert lines["[stable] InRelease signature"] == "PASS"
 
 
 def test_doctor_without_credentials_names_the_flags() -> None:
     res = run("doctor", "http://127.0.0.1:9")
-    assert res.returncode == 2 and "--user" in res.stderr and "--token" in res.stderr
+    assert res.returncode == 2
+    assert "--user" in res.stderr
+    assert "--token" in res.stderr
 
 
 def test_an_unreachable_repository_fails(tmp_path: Path) -> None:
     res = doctor("http://127.0.0.1:9")
-    assert res.returncode == 1 and "FAIL  public key" in res.stdout
+    assert res.returncode == 1
+    assert "FAIL  public key" in res.stdout

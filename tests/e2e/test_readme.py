@@ -27,7 +27,8 @@ def test_quick_start_has_exactly_the_two_commands_and_ci_runs_the_test_one() -> 
     assert commands == ["make run", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     targets = subprocess.run(["make", "-C", str(ROOT), "-pn", "help"], capture_output=True, text=True).stdout
-    assert re.search(r"^run:", targets, re.M) and re.search(r"^test:", targets, re.M)
+    assert re.search(r"^run:", targets, re.M)
+    assert re.search(r"^test:", targets, re.M)
 
 
 def test_every_setting_is_documented_once_in_the_configuration_table() -> None:
@@ -44,4 +45,6 @@ def test_every_documented_command_exists() -> None:
     listed = set(re.findall(r"^\| `ghapt (\w[\w-]*)", _section("The `ghapt` command"), re.M))
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert listed and listed <= set(sub.choices)  # type: ignore[attr-defined]
+    assert sub.choices is not None
+    assert listed
+    assert listed <= set(sub.choices)

@@ -157,7 +157,8 @@ def test_webhook_event_is_verified_and_queued(services: Services) -> None:
     assert response["statusCode"] == 202, _body(response)
     sqs = boto3.client("sqs", region_name=REGION)
     messages = sqs.receive_message(QueueUrl=services.settings.queue_url, MaxNumberOfMessages=10)["Messages"]
-    assert len(messages) == 1 and "acme/hello-sam@v1.0.0" in messages[0]["Body"]
+    assert len(messages) == 1
+    assert "acme/hello-sam@v1.0.0" in messages[0]["Body"]
     tampered = event("webhook_release_published")
     tampered["headers"]["X-Hub-Signature-256"] = "sha256=" + "0" * 64
     tampered["multiValueHeaders"]["X-Hub-Signature-256"] = ["sha256=" + "0" * 64]
@@ -185,4 +186,5 @@ def test_indexer_events_rebuild(services: Services) -> None:
     head = services.store.head()
     assert head is not None
     result = handlers.indexer_handler(event("indexer_schedule"), LambdaContext("indexer"))
-    assert result["changed"] is False and result["packages"] == 1
+    assert result["changed"] is False
+    assert result["packages"] == 1

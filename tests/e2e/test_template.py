@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from ghapt import handlers
@@ -64,7 +64,7 @@ API_TIMEOUT = 29  # API Gateway's default integration timeout, seconds
 
 
 # --- loading and translating -----------------------------------------------------------------
-class _NoIamPolicyLoader(ManagedPolicyLoader):
+class _NoIamPolicyLoader(ManagedPolicyLoader):  # type: ignore[misc]  # samtranslator is untyped
     """The template names no managed policy by name, so nothing needs IAM's list."""
 
     def __init__(self) -> None:
@@ -75,7 +75,7 @@ class _NoIamPolicyLoader(ManagedPolicyLoader):
 
 
 def _sam() -> dict[str, Any]:
-    return yaml_parse(TEMPLATE.read_text())
+    return cast("dict[str, Any]", yaml_parse(TEMPLATE.read_text()))
 
 
 def _translate(**parameters: str) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def _translate(**parameters: str) -> dict[str, Any]:
                 props[key] = "s3://ghapt-artifacts/" + props[key].strip("/")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        return transform(template, {**REQUIRED, **parameters}, _NoIamPolicyLoader())
+        return cast("dict[str, Any]", transform(template, {**REQUIRED, **parameters}, _NoIamPolicyLoader()))
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,8 @@ def _one(cfn: dict[str, Any], type_: str) -> tuple[str, dict[str, Any]]:
 
 
 def _api_body(cfn: dict[str, Any]) -> dict[str, Any]:
-    return _one(cfn, "AWS::ApiGateway::RestApi")[1]["Properties"]["Body"]
+    body: dict[str, Any] = _one(cfn, "AWS::ApiGateway::RestApi")[1]["Properties"]["Body"]
+    return body
 
 
 def _walk(value: Any) -> Iterator[Any]:
@@ -159,7 +160,8 @@ def _statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
 def _role(cfn: dict[str, Any], function: str) -> dict[str, Any]:
     role_ref = cfn["Resources"][function]["Properties"]["Role"]
     assert "Fn::GetAtt" in role_ref, f"{function} has no role of its own"
-    return cfn["Resources"][role_ref["Fn::GetAtt"][0]]
+    role: dict[str, Any] = cfn["Resources"][role_ref["Fn::GetAtt"][0]]
+    return role
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -189,7 +191,10 @@ def _parameters(sam: dict[str, Any], **overrides: str) -> dict[str, str]:
 
 
 def _env(cfn: dict[str, Any], function: str) -> dict[str, Any]:
-    return cfn["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+    variables: dict[str, Any] = (
+        cfn["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+    )
+    return variables
 
 
 # --- lint -------------------------------------------------------------------------------------
@@ -206,7 +211,8 @@ def test_samconfig_defaults() -> None:
     assert config["default"]["global"]["parameters"]["stack_name"] == "ghapt"
     deploy = config["default"]["deploy"]["parameters"]
     assert deploy["capabilities"] == "CAPABILITY_IAM"
-    assert deploy["resolve_s3"] is True and deploy["confirm_changeset"] is True
+    assert deploy["resolve_s3"] is True
+    assert deploy["confirm_changeset"] is True
     assert "region" not in deploy  # left to `sam deploy --guided`
     assert "parameter_overrides" not in deploy  # only examples, commented out
 
@@ -256,7 +262,8 @@ def test_handler_file_exposes_the_ghapt_entry_point(sam: dict[str, Any], functio
     path = code_dir / (module_name.replace(".", "/") + ".py")
     assert path.is_file(), f"{function}: {path} does not exist"
     spec = importlib.util.spec_from_file_location(f"_ghapt_function_{folder}", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     exposed = getattr(module, attribute)
@@ -339,11 +346,13 @@ def test_functions_runtime_architecture_layer_and_sizes(cfn: dict[str, Any]) -> 
         "TokenFunction",
     ):
         memory, timeout = sizes[name]
-        assert 128 <= memory <= 512 and timeout < API_TIMEOUT, name
+        assert 128 <= memory <= 512, name
+        assert timeout < API_TIMEOUT, name
     assert sizes["AuthorizerFunction"][1] <= 10
     assert sizes["WebhookFunction"][1] <= 10  # GitHub waits 10 s for an answer
     memory, timeout = sizes["IndexerFunction"]
-    assert memory >= 1024 and timeout == 900
+    assert memory >= 1024
+    assert timeout == 900
     concurrency = cfn["Resources"]["IndexerFunction"]["Properties"]["ReservedConcurrentExecutions"]
     assert concurrency["Fn::If"][1] == 1
 
@@ -369,7 +378,8 @@ def test_default_authorizer_is_a_request_authorizer_on_the_authorization_header(
         for p in _of_type(cfn, "AWS::Lambda::Permission").values()
         if _referenced(p["Properties"]["FunctionName"]) == {"AuthorizerFunction"}
     ]
-    assert permissions and all(p["Principal"] == "apigateway.amazonaws.com" for p in permissions)
+    assert permissions
+    assert all(p["Principal"] == "apigateway.amazonaws.com" for p in permissions)
     assert name
 
 
@@ -380,7 +390,8 @@ def test_authorizer_cache_follows_its_parameter_and_cannot_exceed_300(sam: dict[
         int(next(iter(ttl.values()))["x-amazon-apigateway-authorizer"]["authorizerResultTtlInSeconds"]) == 60
     )
     parameter = sam["Parameters"]["AuthCacheSeconds"]
-    assert parameter["MaxValue"] <= 300 and parameter["Default"] <= 300
+    assert parameter["MaxValue"] <= 300
+    assert parameter["Default"] <= 300
 
 
 EXPECTED_ROUTES = {
@@ -420,13 +431,15 @@ def test_unauthorized_gateway_response_asks_for_basic_auth(sam: dict[str, Any], 
     header = unauthorized["responseParameters"]["gatewayresponse.header.WWW-Authenticate"]
     value = _resolve(header, _parameters(sam))
     # A static header value is a quoted literal for API Gateway.
-    assert value.startswith("'") and value.endswith("'")
+    assert value.startswith("'")
+    assert value.endswith("'")
     assert re.match(r"^Basic realm=\"ghapt\"", value[1:-1]), value
     # An unknown path is a 404, not API Gateway's "Missing Authentication Token" 403.
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
     # The realm cannot break out of the quotes.
     realm = sam["Parameters"]["Realm"]["AllowedPattern"]
-    assert re.fullmatch(realm, "ghapt") and re.fullmatch(realm, "acme apt")
+    assert re.fullmatch(realm, "ghapt")
+    assert re.fullmatch(realm, "acme apt")
     for bad in ('a"b', "a'b", "a\\b", ""):
         assert not re.fullmatch(realm, bad), bad
 
@@ -446,7 +459,8 @@ def test_stage_name_and_throttling_come_from_parameters(sam: dict[str, Any], cfn
     assert setting["ThrottlingBurstLimit"] == {"Ref": "ThrottlingBurstLimit"}
     assert setting["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
     for name in ("ThrottlingBurstLimit", "ThrottlingRateLimit"):
-        assert sam["Parameters"][name]["Type"] == "Number" and sam["Parameters"][name]["Default"] >= 1
+        assert sam["Parameters"][name]["Type"] == "Number"
+        assert sam["Parameters"][name]["Default"] >= 1
 
 
 # --- queue, schedule, key, secrets ------------------------------------------------------------
@@ -496,12 +510,14 @@ def test_signing_key_is_asymmetric_retained_and_administered_by_the_account(cfn:
     props = key["Properties"]
     assert props["KeySpec"] in KEY_SPECS
     assert props["KeyUsage"] == "SIGN_VERIFY"
-    assert key["DeletionPolicy"] == "Retain" and key["UpdateReplacePolicy"] == "Retain"
+    assert key["DeletionPolicy"] == "Retain"
+    assert key["UpdateReplacePolicy"] == "Retain"
     statements = props["KeyPolicy"]["Statement"]
     assert statements
     for statement in statements:
         principal = statement["Principal"]
-        assert principal != "*" and principal.get("AWS") != "*"
+        assert principal != "*"
+        assert principal.get("AWS") != "*"
         assert principal == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
     (alias,) = _of_type(cfn, "AWS::KMS::Alias").values()
     assert alias["Properties"]["TargetKeyId"] == {"Ref": "SigningKey"}
@@ -515,7 +531,8 @@ def test_secrets_start_usable(cfn: dict[str, Any]) -> None:
     users = cfn["Resources"]["UsersSecret"]["Properties"]["SecretString"]
     assert parse_users(json.loads(users), "UsersSecret") == {}
     github = json.loads(cfn["Resources"]["GitHubSecret"]["Properties"]["SecretString"])
-    assert isinstance(github, dict) and set(github) <= {"token", "app_id", "installation_id", "private_key"}
+    assert isinstance(github, dict)
+    assert set(github) <= {"token", "app_id", "installation_id", "private_key"}
     assert not any(github.values()), "no credential may live in the template"
     token = cfn["Resources"]["TokenSecret"]["Properties"]
     assert "SecretString" not in token
@@ -558,7 +575,8 @@ def test_roles_carry_no_broad_managed_policies_or_wildcard_resources(cfn: dict[s
         assert set(role["Properties"].get("ManagedPolicyArns", [])) <= ALLOWED_MANAGED, function
         for statement in _statements(cfn, function):
             assert statement["Effect"] == "Allow"
-            assert statement["Resource"] != "*" and "*" not in _walk(statement["Resource"]), function
+            assert statement["Resource"] != "*", function
+            assert "*" not in _walk(statement["Resource"]), function
             assert not any(a.endswith(":*") or a == "*" for a in _actions(statement)), function
 
 
@@ -607,8 +625,10 @@ def test_queue_permissions_are_send_for_the_webhook_and_consume_for_the_indexer(
                 assert _referenced(statement["Resource"]) == {"RebuildQueue"}, function
             actions |= these
         sqs[function] = actions
-    assert sqs["WebhookFunction"] and all(a.startswith("sqs:SendMessage") for a in sqs["WebhookFunction"])
-    assert "sqs:ReceiveMessage" in sqs["IndexerFunction"] and "sqs:DeleteMessage" in sqs["IndexerFunction"]
+    assert sqs["WebhookFunction"]
+    assert all(a.startswith("sqs:SendMessage") for a in sqs["WebhookFunction"])
+    assert "sqs:ReceiveMessage" in sqs["IndexerFunction"]
+    assert "sqs:DeleteMessage" in sqs["IndexerFunction"]
     assert not any(a.startswith("sqs:SendMessage") for a in sqs["IndexerFunction"])
     for function in (
         "AuthorizerFunction",
@@ -669,7 +689,8 @@ def test_token_function_and_authorizer_agree_on_what_a_token_is_bound_to(
         assert getattr(minting, name) == getattr(verifying, name), name
     assert minting.token_ttl_seconds == 3600
     parameter = sam["Parameters"]["TokenTtlSeconds"]
-    assert parameter["Default"] == 6 * 3600 and parameter["MaxValue"] <= 24 * 3600
+    assert parameter["Default"] == 6 * 3600
+    assert parameter["MaxValue"] <= 24 * 3600
     # The token function needs no users, GitHub, KMS or queue.
     assert not {"GHAPT_USERS_SECRET_ARN", "GHAPT_GITHUB_SECRET_ARN", "GHAPT_KMS_KEY_ID"} & set(token_env)
 

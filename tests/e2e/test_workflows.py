@@ -47,13 +47,17 @@ def test_deploy_assumes_a_role_through_oidc_without_stored_keys() -> None:
     text = (ROOT / ".github/workflows/deploy.yml").read_text()
     deploy = _load(".github/workflows/deploy.yml")
     assert deploy["permissions"]["id-token"] == "write"
-    assert "aws-access-key-id" not in text and "aws-secret-access-key" not in text
-    assert "AWS_ACCESS_KEY_ID" not in text and "secrets." not in text
+    assert "aws-access-key-id" not in text
+    assert "aws-secret-access-key" not in text
+    assert "AWS_ACCESS_KEY_ID" not in text
+    assert "secrets." not in text
     creds = next(s for s in _uses(deploy) if s["uses"].startswith("aws-actions/configure-aws-credentials"))
     assert creds["with"]["role-to-assume"]
-    assert deploy["on"]["push"]["tags"] == ["v*"] and "workflow_dispatch" in deploy["on"]
+    assert deploy["on"]["push"]["tags"] == ["v*"]
+    assert "workflow_dispatch" in deploy["on"]
     runs = "\n".join(_runs(deploy))
-    assert "sam build" in runs and "sam deploy" in runs
+    assert "sam build" in runs
+    assert "sam deploy" in runs
     assert runs.index("sam build") < runs.index("sam deploy")
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import io
 import json
 import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import boto3
@@ -38,12 +40,17 @@ from tests.support.paths import CANNED_EVENTS
 PASSWORD = "s3cret-apt-pass"  # alice's password in the canned events
 
 
+LogSink = tuple[Logger, io.StringIO]
+"""A Powertools Logger of its own and the stream it writes to."""
+
+
 def basic(login: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((CANNED_EVENTS / f"authorizer_{name}.json").read_text())
+    event: dict[str, Any] = json.loads((CANNED_EVENTS / f"authorizer_{name}.json").read_text())
+    return event
 
 
 def with_header(event: dict[str, Any], value: str) -> dict[str, Any]:
@@ -56,7 +63,7 @@ def with_header(event: dict[str, Any], value: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def users_path(tmp_path_factory) -> Path:
+def users_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("state") / "users.json"
     UserFile(path).add("alice", PASSWORD)
     UserFile(path).add("bob", "bobs-password")
@@ -74,9 +81,9 @@ def auth(users_path: Path, verifier: OidcVerifier, clock: Clock) -> Authenticato
 
 
 @pytest.fixture
-def log() -> Iterator[tuple[Logger, io.StringIO]]:
+def log() -> LogSink:
     stream = io.StringIO()
-    yield Logger(service=f"authorizer-test-{uuid.uuid4().hex}", stream=stream), stream
+    return Logger(service=f"authorizer-test-{uuid.uuid4().hex}", stream=stream), stream
 
 
 @pytest.fixture
@@ -87,47 +94,48 @@ def metrics() -> Iterator[Metrics]:
     m.clear_metrics()
 
 
-def count_scrypt():
-    return mock.patch.object(users.hashlib, "scrypt", wraps=users.hashlib.scrypt)
+def count_scrypt() -> AbstractContextManager[Any]:
+    """Count the scrypt calls ghapt.users makes (wrapping the real one)."""
+    return mock.patch("ghapt.users.hashlib.scrypt", wraps=hashlib.scrypt)
 
 
 # --- Basic --------------------------------------------------------------------------------
 
 
 class TestBasic:
-    def test_right_password(self, auth):
+    def test_right_password(self, auth: Authenticator) -> None:
         assert auth.authenticate(basic("alice", PASSWORD)) == Principal("basic", "alice")
 
     @pytest.mark.parametrize("scheme", ["basic", "BASIC", "bAsIc"])
-    def test_scheme_is_case_insensitive(self, auth, scheme):
+    def test_scheme_is_case_insensitive(self, auth: Authenticator, scheme: str) -> None:
         header = basic("alice", PASSWORD).replace("Basic", scheme)
         assert auth.authenticate(header).name == "alice"
 
-    def test_password_with_colons_and_unicode(self, tmp_path, verifier):
+    def test_password_with_colons_and_unicode(self, tmp_path: Path, verifier: OidcVerifier) -> None:
         path = tmp_path / "users.json"
         UserFile(path).add("carol", "a:b:ç✓")
         auth = Authenticator(FileUsers(path), verifier)
         assert auth.authenticate(basic("carol", "a:b:ç✓")).name == "carol"
 
-    def test_wrong_password(self, auth):
+    def test_wrong_password(self, auth: Authenticator) -> None:
         with pytest.raises(Unauthorized, match="wrong password for user 'alice'"):
             auth.authenticate(basic("alice", PASSWORD + "x"))
 
-    def test_other_users_password(self, auth):
+    def test_other_users_password(self, auth: Authenticator) -> None:
         with pytest.raises(Unauthorized):
             auth.authenticate(basic("alice", "bobs-password"))
 
-    def test_unknown_user_costs_a_scrypt_and_is_not_named(self, auth):
+    def test_unknown_user_costs_a_scrypt_and_is_not_named(self, auth: Authenticator) -> None:
         with count_scrypt() as spy, pytest.raises(Unauthorized) as info:
             auth.authenticate(basic("mallory", PASSWORD))
         assert spy.call_count == 1
         assert str(info.value) == "unknown user"
 
-    def test_no_user_store(self, verifier):
+    def test_no_user_store(self, verifier: OidcVerifier) -> None:
         with pytest.raises(Unauthorized, match="not configured"):
             Authenticator(None, verifier).authenticate(basic("alice", PASSWORD))
 
-    def test_users_added_later_take_effect(self, tmp_path, verifier):
+    def test_users_added_later_take_effect(self, tmp_path: Path, verifier: OidcVerifier) -> None:
         path = tmp_path / "users.json"
         auth = Authenticator(FileUsers(path), verifier)
         with pytest.raises(Unauthorized):
@@ -176,7 +184,7 @@ B64 = base64.b64encode
         ("Bearer " + "a." * (MAX_HEADER_BYTES // 2), "longer than"),
     ],
 )
-def test_malformed_headers_are_unauthorized(auth, header, reason):
+def test_malformed_headers_are_unauthorized(auth: Authenticator, header: str | None, reason: str) -> None:
     with pytest.raises(Unauthorized, match=reason) as info:
         auth.authenticate(header)
     message = str(info.value)
@@ -187,7 +195,7 @@ def test_malformed_headers_are_unauthorized(auth, header, reason):
 
 
 class TestCache:
-    def test_success_is_cached_briefly(self, auth, clock):
+    def test_success_is_cached_briefly(self, auth: Authenticator, clock: Clock) -> None:
         header = basic("alice", PASSWORD)
         with count_scrypt() as spy:
             auth.authenticate(header)
@@ -198,14 +206,14 @@ class TestCache:
             auth.authenticate(header)
             assert spy.call_count == 2
 
-    def test_failures_are_not_cached(self, auth):
+    def test_failures_are_not_cached(self, auth: Authenticator) -> None:
         with count_scrypt() as spy:
             for _ in range(3):
                 with pytest.raises(Unauthorized):
                     auth.authenticate(basic("alice", "guess"))
         assert spy.call_count == 3
 
-    def test_cache_never_holds_the_password(self, auth):
+    def test_cache_never_holds_the_password(self, auth: Authenticator) -> None:
         auth.authenticate(basic("alice", PASSWORD))
         dump = repr(auth._cache) + repr(vars(auth))
         assert PASSWORD not in dump
@@ -215,7 +223,9 @@ class TestCache:
         for key in auth._cache:
             assert PASSWORD.encode() not in key
 
-    def test_password_change_beats_the_cache(self, tmp_path, verifier, clock):
+    def test_password_change_beats_the_cache(
+        self, tmp_path: Path, verifier: OidcVerifier, clock: Clock
+    ) -> None:
         path = tmp_path / "users.json"
         UserFile(path).add("erin", "old-pw")
         auth = Authenticator(FileUsers(path), verifier, clock=clock)
@@ -225,7 +235,7 @@ class TestCache:
             auth.authenticate(basic("erin", "old-pw"))
         assert auth.authenticate(basic("erin", "new-pw")).name == "erin"
 
-    def test_removal_beats_the_cache(self, tmp_path, verifier, clock):
+    def test_removal_beats_the_cache(self, tmp_path: Path, verifier: OidcVerifier, clock: Clock) -> None:
         path = tmp_path / "users.json"
         UserFile(path).add("erin", "pw")
         auth = Authenticator(FileUsers(path), verifier, clock=clock)
@@ -234,7 +244,7 @@ class TestCache:
         with pytest.raises(Unauthorized, match="unknown user"):
             auth.authenticate(basic("erin", "pw"))
 
-    def test_cache_is_bounded(self, tmp_path, verifier, clock):
+    def test_cache_is_bounded(self, tmp_path: Path, verifier: OidcVerifier, clock: Clock) -> None:
         path = tmp_path / "users.json"
         UserFile(path).add("frank", "pw")
         auth = Authenticator(FileUsers(path), verifier, clock=clock, cache_size=2)
@@ -249,40 +259,41 @@ class TestCache:
 
 
 class TestOidc:
-    def test_token_as_basic_password(self, auth, issuer):
+    def test_token_as_basic_password(self, auth: Authenticator, issuer: OidcIssuer) -> None:
         principal = auth.authenticate(basic("github-action", issuer.mint()))
         assert (principal.kind, principal.name) == ("oidc", REPOSITORY)
-        assert principal.oidc is not None and principal.oidc.owner_id == OWNER_ID
+        assert principal.oidc is not None
+        assert principal.oidc.owner_id == OWNER_ID
 
-    def test_token_as_bearer(self, auth, issuer):
+    def test_token_as_bearer(self, auth: Authenticator, issuer: OidcIssuer) -> None:
         assert auth.authenticate("Bearer " + issuer.mint()) == Principal("oidc", REPOSITORY)
 
-    def test_custom_login(self, users_path, verifier, issuer):
+    def test_custom_login(self, users_path: Path, verifier: OidcVerifier, issuer: OidcIssuer) -> None:
         auth = Authenticator(FileUsers(users_path), verifier, "ci-bot")
         assert auth.authenticate(basic("ci-bot", issuer.mint())).kind == "oidc"
         with pytest.raises(Unauthorized, match="unknown user"):
             auth.authenticate(basic("github-action", issuer.mint()))
 
-    def test_hostile_token_via_basic(self, auth, issuer):
+    def test_hostile_token_via_basic(self, auth: Authenticator, issuer: OidcIssuer) -> None:
         with pytest.raises(Unauthorized, match="algorithm"):
             auth.authenticate(basic("github-action", issuer.mint(alg="none")))
 
-    def test_garbage_token(self, auth):
+    def test_garbage_token(self, auth: Authenticator) -> None:
         with pytest.raises(Unauthorized, match="OIDC"):
             auth.authenticate(basic("github-action", "not-a-jwt"))
 
-    def test_oidc_login_never_checks_basic_users(self, auth, issuer):
+    def test_oidc_login_never_checks_basic_users(self, auth: Authenticator, issuer: OidcIssuer) -> None:
         with count_scrypt() as spy, pytest.raises(Unauthorized):
             auth.authenticate(basic("github-action", "a-password"))
         assert spy.call_count == 0
 
-    def test_oidc_disabled(self, users_path, issuer):
+    def test_oidc_disabled(self, users_path: Path, issuer: OidcIssuer) -> None:
         auth = Authenticator(FileUsers(users_path), None)
         for header in ("Bearer " + issuer.mint(), basic("github-action", issuer.mint())):
             with pytest.raises(Unauthorized, match="OIDC is not enabled"):
                 auth.authenticate(header)
 
-    def test_no_rules_denies(self, users_path, issuer, clock):
+    def test_no_rules_denies(self, users_path: Path, issuer: OidcIssuer, clock: Clock) -> None:
         verifier = OidcVerifier(issuer.url, AUDIENCE, OidcRules.build(), clock=clock)
         with pytest.raises(Unauthorized, match="no OIDC owner or repository rule"):
             Authenticator(None, verifier).authenticate("Bearer " + issuer.mint())
@@ -308,8 +319,8 @@ def allows(policy: dict[str, Any], arn: str) -> bool:
     )
 
 
-def denied(event, auth, logger, **kw) -> Exception:
-    with pytest.raises(Exception) as info:
+def denied(event: dict[str, Any], auth: Authenticator, logger: Logger, **kw: object) -> Exception:
+    with pytest.raises(Exception, match=r"^Unauthorized$") as info:
         handle_event(event, auth, logger=logger, **kw)
     assert type(info.value) is Exception
     assert str(info.value) == "Unauthorized"
@@ -317,12 +328,17 @@ def denied(event, auth, logger, **kw) -> Exception:
     return info.value
 
 
+def emf(metrics: Metrics) -> dict[str, Any]:
+    """The EMF blob Powertools would print (metric names and dimensions are its keys)."""
+    return cast("dict[str, Any]", metrics.serialize_metric_set())
+
+
 def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
 
 
 class TestHandleEvent:
-    def test_basic_allows_the_whole_api(self, auth, log):
+    def test_basic_allows_the_whole_api(self, auth: Authenticator, log: LogSink) -> None:
         logger, stream = log
         event = load("basic")
         policy = handle_event(event, auth, logger=logger)
@@ -349,19 +365,20 @@ class TestHandleEvent:
         ):
             assert not allows(policy, arn), arn
         (line,) = log_lines(stream)
-        assert line["level"] == "INFO" and line["method"] == "basic"
+        assert line["level"] == "INFO"
+        assert line["method"] == "basic"
         assert PASSWORD not in stream.getvalue()
 
-    def test_lower_case_header_names(self, auth, log):
+    def test_lower_case_header_names(self, auth: Authenticator, log: LogSink) -> None:
         policy = handle_event(load("lowercase"), auth, logger=log[0])
         assert policy["principalId"] == "basic:alice"
 
-    def test_partition_is_kept(self, auth, log):
+    def test_partition_is_kept(self, auth: Authenticator, log: LogSink) -> None:
         policy = handle_event(load("china"), auth, logger=log[0])
         (statement,) = policy["policyDocument"]["Statement"]
         assert statement["Resource"] == ["arn:aws-cn:execute-api:cn-north-1:210987654321:f6g7h8i9j0/v1/*/*"]
 
-    def test_bearer_token(self, auth, issuer, log):
+    def test_bearer_token(self, auth: Authenticator, issuer: OidcIssuer, log: LogSink) -> None:
         logger, stream = log
         token = issuer.mint()
         policy = handle_event(with_header(load("bearer"), "Bearer " + token), auth, logger=logger)
@@ -372,12 +389,12 @@ class TestHandleEvent:
         assert allows(policy, "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/GET/dists/x")
         assert token not in stream.getvalue()
 
-    def test_token_as_basic_password(self, auth, issuer, log):
+    def test_token_as_basic_password(self, auth: Authenticator, issuer: OidcIssuer, log: LogSink) -> None:
         header = basic("github-action", issuer.mint())
         policy = handle_event(with_header(load("basic"), header), auth, logger=log[0])
         assert policy["principalId"] == f"oidc:{REPOSITORY}"
 
-    def test_missing_header(self, auth, log):
+    def test_missing_header(self, auth: Authenticator, log: LogSink) -> None:
         logger, stream = log
         denied(load("no_header"), auth, logger)
         (line,) = log_lines(stream)
@@ -385,24 +402,24 @@ class TestHandleEvent:
         assert line["reason"] == "no Authorization header"
         assert line["method"] == "none"
 
-    def test_headers_null(self, auth, log):
+    def test_headers_null(self, auth: Authenticator, log: LogSink) -> None:
         event = load("no_header")
         event["headers"] = event["multiValueHeaders"] = None
         denied(event, auth, log[0])
 
-    def test_only_multi_value_headers(self, auth, log):
+    def test_only_multi_value_headers(self, auth: Authenticator, log: LogSink) -> None:
         event = load("basic")
         event["headers"] = None
         assert handle_event(event, auth, logger=log[0])["principalId"] == "basic:alice"
 
-    def test_two_different_authorization_headers(self, auth, log):
+    def test_two_different_authorization_headers(self, auth: Authenticator, log: LogSink) -> None:
         logger, stream = log
         event = load("basic")
         event["multiValueHeaders"]["Authorization"].append(basic("bob", "bobs-password"))
         denied(event, auth, logger)
         assert "more than one Authorization header" in stream.getvalue()
 
-    def test_wrong_password_logs_reason_not_credential(self, auth, log):
+    def test_wrong_password_logs_reason_not_credential(self, auth: Authenticator, log: LogSink) -> None:
         logger, stream = log
         header = basic("alice", "hunter2-not-it")
         denied(with_header(load("basic"), header), auth, logger)
@@ -413,7 +430,9 @@ class TestHandleEvent:
         assert "hunter2-not-it" not in text
         assert header.split()[1] not in text
 
-    def test_password_never_logged_on_any_path(self, auth, log, issuer):
+    def test_password_never_logged_on_any_path(
+        self, auth: Authenticator, log: LogSink, issuer: OidcIssuer
+    ) -> None:
         logger, stream = log
         secrets = ["Zx9-very-secret", PASSWORD]
         headers = [
@@ -444,7 +463,9 @@ class TestHandleEvent:
             ({"kid": "unknown"}, "unknown OIDC key id"),
         ],
     )
-    def test_hostile_token_logs_reason_not_token(self, auth, issuer, log, mint, reason):
+    def test_hostile_token_logs_reason_not_token(
+        self, auth: Authenticator, issuer: OidcIssuer, log: LogSink, mint: dict[str, Any], reason: str
+    ) -> None:
         logger, stream = log
         token = issuer.mint(**mint)
         denied(with_header(load("bearer"), "Bearer " + token), auth, logger)
@@ -456,14 +477,14 @@ class TestHandleEvent:
             if len(part) > 8:
                 assert part not in stream.getvalue()
 
-    def test_bad_method_arn_fails_closed(self, auth, log):
+    def test_bad_method_arn_fails_closed(self, auth: Authenticator, log: LogSink) -> None:
         logger, stream = log
         event = load("basic")
         event["methodArn"] = "arn:aws:lambda:eu-west-1:123456789012:function:x"
         denied(event, auth, logger)
         assert "ValueError" in stream.getvalue()
 
-    def test_store_failure_fails_closed_and_says_why(self, verifier, log):
+    def test_store_failure_fails_closed_and_says_why(self, verifier: OidcVerifier, log: LogSink) -> None:
         logger, stream = log
 
         def broken(name: str) -> str:
@@ -476,23 +497,23 @@ class TestHandleEvent:
         assert "users-secret" in line["reason"]
         assert PASSWORD not in stream.getvalue()
 
-    def test_metrics(self, auth, log, metrics):
+    def test_metrics(self, auth: Authenticator, log: LogSink, metrics: Metrics) -> None:
         handle_event(load("basic"), auth, logger=log[0], metrics=metrics)
-        blob = metrics.serialize_metric_set()
+        blob = emf(metrics)
         assert blob["AuthAllowed"] == [1.0]
         assert blob["method"] == "basic"
         (dimensions,) = blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
         assert "method" in dimensions
         metrics.clear_metrics()
         denied(with_header(load("basic"), basic("alice", "nope")), auth, log[0], metrics=metrics)
-        blob = metrics.serialize_metric_set()
+        blob = emf(metrics)
         assert blob["AuthDenied"] == [1.0]
         assert blob["method"] == "basic"
         assert "AuthAllowed" not in blob
 
-    def test_denied_oidc_metric_dimension(self, auth, log, metrics):
+    def test_denied_oidc_metric_dimension(self, auth: Authenticator, log: LogSink, metrics: Metrics) -> None:
         denied(with_header(load("bearer"), "Bearer x.y.z"), auth, log[0], metrics=metrics)
-        blob = metrics.serialize_metric_set()
+        blob = emf(metrics)
         assert (blob["AuthDenied"], blob["method"]) == ([1.0], "oidc")
 
 
@@ -510,23 +531,23 @@ class TestHandleEvent:
         ("a-bare-secret", "malformed"),
     ],
 )
-def test_method_of(auth, header, method):
+def test_method_of(auth: Authenticator, header: str | None, method: str) -> None:
     assert auth.method_of(header) == method
 
 
 class TestAuthorizationHeader:
-    def test_case_insensitive(self):
+    def test_case_insensitive(self) -> None:
         assert authorization_header({"headers": {"AUTHORIZATION": "x"}}) == "x"
 
-    def test_absent(self):
+    def test_absent(self) -> None:
         assert authorization_header({}) is None
         assert authorization_header({"headers": None, "multiValueHeaders": None}) is None
 
-    def test_same_value_twice_is_fine(self):
+    def test_same_value_twice_is_fine(self) -> None:
         event = {"headers": {"Authorization": "x"}, "multiValueHeaders": {"authorization": ["x"]}}
         assert authorization_header(event) == "x"
 
-    def test_conflict(self):
+    def test_conflict(self) -> None:
         with pytest.raises(Unauthorized):
             authorization_header({"headers": {"Authorization": "x", "authorization": "y"}})
 
@@ -535,29 +556,29 @@ class TestAuthorizationHeader:
 
 
 @pytest.fixture
-def aws(moto_aws):
+def aws(moto_aws: None) -> Any:
     return boto3.client("secretsmanager")
 
 
 class TestSettingsAuthenticator:
-    def test_local_users_file(self, users_path):
+    def test_local_users_file(self, users_path: Path) -> None:
         auth = settings_authenticator(Settings(users_file=users_path))
         assert isinstance(auth.users, FileUsers)
         assert auth.oidc is None
         assert auth.authenticate(basic("alice", PASSWORD)).name == "alice"
 
-    def test_users_file_defaults_to_the_state_dir(self, tmp_path):
+    def test_users_file_defaults_to_the_state_dir(self, tmp_path: Path) -> None:
         UserFile(tmp_path / "users.json").add("gina", "pw-g")
         auth = settings_authenticator(Settings(state_dir=tmp_path))
         assert auth.authenticate(basic("gina", "pw-g")).name == "gina"
 
-    def test_nothing_configured_denies_everyone(self, issuer):
+    def test_nothing_configured_denies_everyone(self, issuer: OidcIssuer) -> None:
         auth = settings_authenticator(Settings())
         for header in (basic("alice", PASSWORD), "Bearer " + issuer.mint()):
             with pytest.raises(Unauthorized):
                 auth.authenticate(header)
 
-    def test_oidc_from_settings(self, issuer):
+    def test_oidc_from_settings(self, issuer: OidcIssuer) -> None:
         settings = Settings(
             oidc_issuer=issuer.url,
             oidc_audience=AUDIENCE,
@@ -566,13 +587,14 @@ class TestSettingsAuthenticator:
             oidc_ref_pattern="refs/heads/main",
         )
         auth = settings_authenticator(settings)
-        assert auth.oidc is not None and auth.oidc_login == "ci"
+        assert auth.oidc is not None
+        assert auth.oidc_login == "ci"
         now = time.time()  # the verifier built from settings runs on the real clock
         assert auth.authenticate(basic("ci", issuer.mint(now=now))).name == REPOSITORY
         with pytest.raises(Unauthorized, match="ref"):
             auth.authenticate("Bearer " + issuer.mint({"ref": "refs/heads/dev"}, now=now))
 
-    def test_secret_users_through_the_secrets_port(self):
+    def test_secret_users_through_the_secrets_port(self) -> None:
         class Port:
             def __init__(self) -> None:
                 self.names: list[str] = []
@@ -588,7 +610,7 @@ class TestSettingsAuthenticator:
         assert auth.authenticate(basic("hank", "pw-h")).name == "hank"
         assert port.names == [arn]
 
-    def test_secret_users_with_secrets_manager(self, aws, log):
+    def test_secret_users_with_secrets_manager(self, aws: Any, log: LogSink) -> None:
         arn = aws.create_secret(
             Name="ghapt/users", SecretString=users.dump_users({"alice": users.hash_password(PASSWORD)})
         )["ARN"]

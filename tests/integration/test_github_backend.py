@@ -115,7 +115,8 @@ def versions(fake: FakeGitHub, suite: str = "stable") -> set[tuple[str, str]]:
 
 
 def pool(fake: FakeGitHub) -> dict[str, Any]:
-    return json.loads(fake.read_branch_file(META, BRANCH, POOL_FILE) or b"{}")
+    manifest: dict[str, Any] = json.loads(fake.read_branch_file(META, BRANCH, POOL_FILE) or b"{}")
+    return manifest
 
 
 def commits_posted(fake: FakeGitHub) -> int:
@@ -155,7 +156,9 @@ BASE_VERSIONS = {
 
 
 # --- 1. cold rebuild ----------------------------------------------------------------------------
-def test_cold_rebuild_commits_every_release_of_both_repos_once(gh, debs, tmp_path) -> None:
+def test_cold_rebuild_commits_every_release_of_both_repos_once(
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
+) -> None:
     rels = base_releases(gh, debs)
     lib_asset = rels["lib-v3.0"].asset("libfoo1_2:3.0~rc1-1_amd64.deb")
     assert lib_asset.name == "libfoo1_2.3.0.rc1-1_amd64.deb" == mangle_asset_name(lib_asset.name)
@@ -164,9 +167,12 @@ def test_cold_rebuild_commits_every_release_of_both_repos_once(gh, debs, tmp_pat
     services = github_services(gh, tmp_path / "state")
     result = services.indexer.rebuild()
 
-    assert result.changed and result.packages == 4 and result.skipped == []
+    assert result.changed
+    assert result.packages == 4
+    assert result.skipped == []
     head = gh.branch_head(META, BRANCH)
     assert head == result.commit
+    assert head is not None
     assert gh.commit_info(META, head)["parents"] == []
     # One commit; the branch was created (POST refs), never updated or forced.
     assert commits_posted(gh) == 1
@@ -202,7 +208,9 @@ def test_cold_rebuild_commits_every_release_of_both_repos_once(gh, debs, tmp_pat
 
 
 # --- 2. incremental -----------------------------------------------------------------------------
-def test_a_new_release_is_the_only_asset_read_and_nothing_changed_means_no_commit(gh, debs, tmp_path) -> None:
+def test_a_new_release_is_the_only_asset_read_and_nothing_changed_means_no_commit(
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
+) -> None:
     base_releases(gh, debs)
     services = github_services(gh, tmp_path / "state")
     first = services.indexer.rebuild()
@@ -213,50 +221,63 @@ def test_a_new_release_is_the_only_asset_read_and_nothing_changed_means_no_commi
     new = gh.add_release("acme/tool", "v2.0", [("tool_2.0-1_amd64.deb", debs["tool_2.0"])]).assets[0]
     second = github_services(gh, tmp_path / "state").indexer.rebuild()
 
-    assert second.read == 1 and second.reused == 4
-    assert second.added == ["stable:pool/main/t/tool/tool_2.0-1_amd64.deb"] and second.removed == []
-    assert commits_posted(gh) == 1 and gh.branch_head(META, BRANCH) == second.commit
+    assert second.read == 1
+    assert second.reused == 4
+    assert second.added == ["stable:pool/main/t/tool/tool_2.0-1_amd64.deb"]
+    assert second.removed == []
+    assert commits_posted(gh) == 1
+    assert gh.branch_head(META, BRANCH) == second.commit
+    assert second.commit is not None
     assert [p["sha"] for p in gh.commit_info(META, second.commit)["parents"]] == [first.commit]
     # Only the new asset was touched on the storage host, by Range, a small part of it.
     reads = storage_gets(gh)
-    assert reads and all(r.path.endswith(f"/{new.id}") for r in reads)
+    assert reads
+    assert all(r.path.endswith(f"/{new.id}") for r in reads)
     assert all(r.headers.get("range", "").startswith("bytes=") for r in reads)
     assert all("authorization" not in r.headers for r in reads)
     assert [r.path for r in gh.calls("GET", r"/releases/assets/\d+$")] == [
         f"/repos/acme/tool/releases/assets/{new.id}"
     ]
     assert 0 < gh.storage_bytes_served < len(debs["tool_2.0"]) // 10
-    assert ("tool", "2.0-1") in versions(gh) and versions(gh) >= BASE_VERSIONS
+    assert ("tool", "2.0-1") in versions(gh)
+    assert versions(gh) >= BASE_VERSIONS
 
     # Nothing changed: no commit, no blob/tree/ref writes, nothing downloaded.
     gh.clear_log()
     head = gh.branch_head(META, BRANCH)
     services = github_services(gh, tmp_path / "state")
     third = services.indexer.rebuild()
-    assert not third.changed and third.commit is None and third.read == 0 and third.reused == 5
+    assert not third.changed
+    assert third.commit is None
+    assert third.read == 0
+    assert third.reused == 5
     assert gh.branch_head(META, BRANCH) == head
     assert [r for r in gh.requests_log if r.method != "GET"] == []
-    assert storage_gets(gh) == [] and gh.storage_bytes_served == 0
+    assert storage_gets(gh) == []
+    assert gh.storage_bytes_served == 0
     assert gh.calls("GET", r"/releases/assets/") == []
     assert services.github.stats.storage_calls == 0
 
 
 def test_digest_assets_are_read_by_range_and_digestless_ones_streamed_once_with_all_hashes(
-    gh, debs, tmp_path
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
 ) -> None:
     with_digest = gh.add_release("acme/tool", "v1.1", [("tool_1.1-1_amd64.deb", debs["tool_1.1"])])
     legacy = gh.add_release(
         "acme/tool", "v2.0", [("tool_2.0-1_amd64.deb", debs["tool_2.0"])], with_digest=False
     )
     a, b = with_digest.assets[0], legacy.assets[0]
-    assert a.digest and b.digest is None
+    assert a.digest
+    assert b.digest is None
 
     services = github_services(gh, tmp_path / "state")
     result = services.indexer.rebuild()
-    assert result.read == 2 and result.packages == 2
+    assert result.read == 2
+    assert result.packages == 2
 
     ranged = storage_gets(gh, a.id)
-    assert ranged and all(r.status == 206 and r.headers.get("range") for r in ranged)
+    assert ranged
+    assert all(r.status == 206 and r.headers.get("range") for r in ranged)
     served_a = sum(int(r.headers["range"].split("-")[1]) + 1 for r in ranged if "range" in r.headers)
     assert served_a < len(debs["tool_1.1"]) // 10, "only the ar header and control member by Range"
     streamed = storage_gets(gh, b.id)
@@ -272,11 +293,14 @@ def test_digest_assets_are_read_by_range_and_digestless_ones_streamed_once_with_
     assert full["Size"] == str(len(data))
     ranged_only = stanza["1.1-1"]
     assert ranged_only["SHA256"] == hashlib.sha256(debs["tool_1.1"]).hexdigest()
-    assert "MD5sum" not in ranged_only and "SHA1" not in ranged_only
+    assert "MD5sum" not in ranged_only
+    assert "SHA1" not in ranged_only
 
 
 # --- 3. deletions -------------------------------------------------------------------------------
-def test_a_deleted_release_and_a_deleted_asset_drop_out_of_the_next_index(gh, debs, tmp_path) -> None:
+def test_a_deleted_release_and_a_deleted_asset_drop_out_of_the_next_index(
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
+) -> None:
     rels = base_releases(gh, debs)
     github_services(gh, tmp_path / "state").indexer.rebuild()
     assert versions(gh) == BASE_VERSIONS
@@ -290,7 +314,8 @@ def test_a_deleted_release_and_a_deleted_asset_drop_out_of_the_next_index(gh, de
         "stable:pool/main/libf/libfoo/libfoo-doc_3.0~rc1-1_all.deb",
         "stable:pool/main/t/tool/tool_1.0-1_amd64.deb",
     ]
-    assert result.added == [] and result.read == 0
+    assert result.added == []
+    assert result.read == 0
     assert commits_posted(gh) == 1
     assert versions(gh) == {("tool", "1.1-1"), ("libfoo1", "2:3.0~rc1-1")}
     assert set(pool(gh)) == {
@@ -302,7 +327,7 @@ def test_a_deleted_release_and_a_deleted_asset_drop_out_of_the_next_index(gh, de
 
 # --- 4. suites ------------------------------------------------------------------------------------
 def test_prereleases_get_their_own_suite_drafts_are_excluded_and_promotion_moves_to_stable(
-    gh, debs, tmp_path
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
 ) -> None:
     gh.add_release("acme/tool", "v1.0", [("tool_1.0-1_amd64.deb", debs["tool_1.0"])])
     pre = gh.add_release(
@@ -316,7 +341,8 @@ def test_prereleases_get_their_own_suite_drafts_are_excluded_and_promotion_moves
     assert versions(gh, "prerelease") == {("tool", "3.0~beta1-1")}
     files = gh.branch_files(META, BRANCH)
     release = files["dists/prerelease/Release"].decode()
-    assert "Suite: prerelease" in release and "dists/prerelease/InRelease" in files
+    assert "Suite: prerelease" in release
+    assert "dists/prerelease/InRelease" in files
     assert all("4.0-1" not in p for p in pool(gh))
     assert storage_gets(gh, draft.assets[0].id) == [], "a draft's asset is never read"
     assert gh.calls("GET", rf"/releases/assets/{draft.assets[0].id}$") == []
@@ -324,7 +350,8 @@ def test_prereleases_get_their_own_suite_drafts_are_excluded_and_promotion_moves
     gh.set_release("acme/tool", "v3.0-beta1", prerelease=False)
     gh.clear_log()
     promoted = github_services(gh, tmp_path / "state").indexer.rebuild()
-    assert promoted.changed and promoted.read == 0, "same asset: its record is reused"
+    assert promoted.changed
+    assert promoted.read == 0, "same asset: its record is reused"
     assert promoted.added == ["stable:pool/main/t/tool/tool_3.0~beta1-1_amd64.deb"]
     assert promoted.removed == ["prerelease:pool/main/t/tool/tool_3.0~beta1-1_amd64.deb"]
     assert versions(gh, "stable") == {("tool", "1.0-1"), ("tool", "3.0~beta1-1")}
@@ -337,7 +364,7 @@ def test_prereleases_get_their_own_suite_drafts_are_excluded_and_promotion_moves
 
 # --- 5. hostile assets ----------------------------------------------------------------------------
 def test_hostile_debs_are_skipped_with_a_reason_naming_them_while_the_rest_publish(
-    gh, debs, tmp_path
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
 ) -> None:
     gh.add_release(
         "acme/tool",
@@ -351,13 +378,16 @@ def test_hostile_debs_are_skipped_with_a_reason_naming_them_while_the_rest_publi
     gh.add_release("acme/lib", "legacy", [("cut_0.9_all.deb", debs["old_0.9"][:150])], with_digest=False)
     result = github_services(gh, tmp_path / "state").indexer.rebuild()
 
-    assert result.changed and result.packages == 1
+    assert result.changed
+    assert result.packages == 1
     assert versions(gh) == {("tool", "1.0-1")}
     skipped = {s.asset.name: s.reason for s in result.skipped}
     assert set(skipped) == {"truncated_1.0_amd64.deb", "notanar_1.0_all.deb", "cut_0.9_all.deb"}
-    assert "truncated" in skipped["truncated_1.0_amd64.deb"] and "truncated" in skipped["cut_0.9_all.deb"]
+    assert "truncated" in skipped["truncated_1.0_amd64.deb"]
+    assert "truncated" in skipped["cut_0.9_all.deb"]
     assert "not an ar archive" in skipped["notanar_1.0_all.deb"]
     summary = result.summary()
+    assert result.commit is not None
     message = gh.commit_info(META, result.commit)["message"]
     for s in result.skipped:
         assert f"skipped {s.asset.key} ({s.asset.name}): {s.reason}" in summary
@@ -367,7 +397,9 @@ def test_hostile_debs_are_skipped_with_a_reason_naming_them_while_the_rest_publi
     # Known-bad assets are remembered: the next rebuild reads nothing and commits nothing.
     gh.clear_log()
     again = github_services(gh, tmp_path / "state").indexer.rebuild()
-    assert not again.changed and again.read == 0 and storage_gets(gh) == []
+    assert not again.changed
+    assert again.read == 0
+    assert storage_gets(gh) == []
     assert {s.asset.name for s in again.skipped} == set(skipped)
 
 
@@ -410,7 +442,7 @@ FAILURES: dict[str, tuple[dict[str, Any], type[Exception], int]] = {
 
 @pytest.mark.parametrize("failure", list(FAILURES))
 def test_a_rebuild_that_fails_midway_leaves_the_branch_exactly_unchanged(
-    gh, debs, tmp_path, failure: str
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path, failure: str
 ) -> None:
     base_releases(gh, debs)
     _many_releases(gh)
@@ -434,13 +466,17 @@ def test_a_rebuild_that_fails_midway_leaves_the_branch_exactly_unchanged(
 
     # The failure is over: the next rebuild (same process) publishes the new release.
     result = services.indexer.rebuild()
-    assert result.changed and result.attempts == 1
+    assert result.changed
+    assert result.attempts == 1
     assert gh.branch_head(META, BRANCH) == result.commit != head
+    assert result.commit is not None
     assert gh.commit_info(META, result.commit)["parents"][0]["sha"] == head
     assert versions(gh) == {*BASE_VERSIONS, ("libfoo1", "2:3.1-1")}
 
 
-def test_transient_failures_within_the_retry_budget_just_succeed(gh, debs, tmp_path) -> None:
+def test_transient_failures_within_the_retry_budget_just_succeed(
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
+) -> None:
     base_releases(gh, debs)
     _many_releases(gh)
     sleeps: list[float] = []
@@ -452,20 +488,26 @@ def test_transient_failures_within_the_retry_budget_just_succeed(gh, debs, tmp_p
 
     result = services.indexer.rebuild()
 
-    assert result.changed and versions(gh) == BASE_VERSIONS
+    assert result.changed
+    assert versions(gh) == BASE_VERSIONS
     assert gh.branch_head(META, BRANCH) == result.commit
     statuses = sorted(r.status for r in gh.requests_log if r.status in (403, 429) or r.status >= 500)
     assert statuses == [403, 429, 500, 500, 502]
     stats = services.github.stats
-    assert stats.retries == 3 and stats.rate_limit_waits == 2
-    assert 7.0 in sleeps and 3.0 in sleeps, "retry-after is honoured (with an injected sleep)"
+    assert stats.retries == 3
+    assert stats.rate_limit_waits == 2
+    assert 7.0 in sleeps, "retry-after is honoured (with an injected sleep)"
+    assert 3.0 in sleeps, "retry-after is honoured (with an injected sleep)"
     assert commits_posted(gh) == 2, "the throttled commit POST was retried once"
     # Exactly one commit is reachable: the one the branch was created at.
+    assert result.commit is not None
     assert gh.commit_info(META, result.commit)["parents"] == []
 
 
 # --- 7. two writers -----------------------------------------------------------------------------
-def test_two_concurrent_writers_both_land_without_force(gh, debs, tmp_path) -> None:
+def test_two_concurrent_writers_both_land_without_force(
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
+) -> None:
     """A and B run at once, each seeing a different new release:
 
     B lists acme/tool (no X yet) · X is published · A lists acme/tool (X) and acme/lib (no Y) ·
@@ -506,10 +548,10 @@ def test_two_concurrent_writers_both_land_without_force(gh, debs, tmp_path) -> N
         result_a = writer_a.rebuild()
         result_b = future_b.result(timeout=60)
 
-    assert result_b.attempts == 1 and result_b.added == [
-        "stable:pool/main/libf/libfoo/libfoo1_3.1-1_amd64.deb"
-    ]
-    assert result_a.attempts == 2 and result_a.added == ["stable:pool/main/t/tool/tool_2.0-1_amd64.deb"]
+    assert result_b.attempts == 1
+    assert result_b.added == ["stable:pool/main/libf/libfoo/libfoo1_3.1-1_amd64.deb"]
+    assert result_a.attempts == 2
+    assert result_a.added == ["stable:pool/main/t/tool/tool_2.0-1_amd64.deb"]
     assert result_a.read == 0, "A's retry reused what it had read (and B's record of Y)"
 
     patches = gh.calls("PATCH", r"/git/refs/heads/")
@@ -517,6 +559,7 @@ def test_two_concurrent_writers_both_land_without_force(gh, debs, tmp_path) -> N
     assert all(r.json()["force"] is False for r in patches)
     head = gh.branch_head(META, BRANCH)
     assert head == result_a.commit
+    assert head is not None
     b_commit = gh.commit_info(META, head)["parents"][0]["sha"]
     assert b_commit == result_b.commit
     assert gh.commit_info(META, b_commit)["parents"][0]["sha"] == start.commit
@@ -529,12 +572,13 @@ def test_two_concurrent_writers_both_land_without_force(gh, debs, tmp_path) -> N
     x_reads = [
         i for i, r in enumerate(log) if r.server == "storage" and r.path.endswith(f"/{x.assets[0].id}")
     ]
-    assert x_reads and max(x_reads) < lost
+    assert x_reads
+    assert max(x_reads) < lost
 
 
 # --- 8. the pool ----------------------------------------------------------------------------------
 def test_pool_redirects_to_the_storage_host_caches_the_url_and_storage_gets_no_credentials(
-    gh, debs, tmp_path
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
 ) -> None:
     rels = base_releases(gh, debs)
     state = tmp_path / "state"
@@ -559,7 +603,8 @@ def test_pool_redirects_to_the_storage_host_caches_the_url_and_storage_gets_no_c
         # Within the window: the same URL, and GitHub is not asked at all.
         gh.clear_log()
         second = requests.get(url, auth=AUTH, allow_redirects=False, timeout=10)
-        assert second.status_code == 302 and second.headers["Location"] == location
+        assert second.status_code == 302
+        assert second.headers["Location"] == location
         assert gh.requests_log == []
 
         # Another asset has its own URL.
@@ -569,19 +614,23 @@ def test_pool_redirects_to_the_storage_host_caches_the_url_and_storage_gets_no_c
             allow_redirects=False,
             timeout=10,
         )
-        assert other.status_code == 302 and other.headers["Location"] != location
+        assert other.status_code == 302
+        assert other.headers["Location"] != location
 
     # The storage host serves the bytes without credentials, and refuses them with 400.
     gh.clear_log()
     plain = requests.get(location, timeout=10)
-    assert plain.status_code == 200 and plain.content == debs["libfoo1_2:3.0~rc1"]
+    assert plain.status_code == 200
+    assert plain.content == debs["libfoo1_2:3.0~rc1"]
     assert (
         requests.get(location, headers={"Authorization": f"Bearer {gh.token}"}, timeout=10).status_code == 400
     )
     assert [("authorization" in r.headers, r.status) for r in storage_gets(gh)] == [(False, 200), (True, 400)]
 
 
-def test_pool_urls_are_fetched_again_once_the_window_has_passed(gh, debs, tmp_path) -> None:
+def test_pool_urls_are_fetched_again_once_the_window_has_passed(
+    gh: FakeGitHub, debs: dict[str, bytes], tmp_path: Path
+) -> None:
     rels = base_releases(gh, debs)
     services = github_services(gh, tmp_path / "state")
     services.indexer.rebuild()
@@ -599,7 +648,8 @@ def test_pool_urls_are_fetched_again_once_the_window_has_passed(gh, debs, tmp_pa
     now[0] += 2
     resolver.resolve(rel, "https://apt.example")
     assert len(gh.calls("GET", asset_calls)) == 2
-    assert first.status == 302 and first.headers["Cache-Control"] == "no-store"
+    assert first.status == 302
+    assert first.headers["Cache-Control"] == "no-store"
     assert re.match(
         re.escape(gh.storage_url) + r"/github-production-release-asset/\d+/\d+\?", first.headers["Location"]
     )

@@ -4,6 +4,9 @@ ETags, App auth, token hygiene, and asset reads that never carry credentials to 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -21,11 +24,9 @@ def gh_clock(clock: Clock) -> Clock:
     return clock
 
 
-def make_client(
-    gh: FakeGitHub, clock: Clock, sleeps: list[float] | None = None, **kw: object
-) -> GitHubClient:
+def make_client(gh: FakeGitHub, clock: Clock, sleeps: list[float] | None = None, **kw: Any) -> GitHubClient:
     sleep = sleeps.append if sleeps is not None else _no_sleep
-    return GitHubClient(gh.api_url, TokenAuth(gh.token), sleep=sleep, clock=clock, **kw)  # type: ignore[arg-type]
+    return GitHubClient(gh.api_url, TokenAuth(gh.token), sleep=sleep, clock=clock, **kw)
 
 
 def _no_sleep(seconds: float) -> None:
@@ -190,7 +191,8 @@ def test_etag_304_returns_the_cached_body(gh: FakeGitHub, clock: Clock) -> None:
     remaining = gh.rate_remaining
     second = client.paginate("repos/acme/tools/releases", cache=True)
 
-    assert second == first and len(second) == 150
+    assert second == first
+    assert len(second) == 150
     again = gh.calls("GET")[2:]
     assert [c.status for c in again] == [304, 304]
     assert all(c.headers.get("if-none-match") for c in again)
@@ -199,7 +201,8 @@ def test_etag_304_returns_the_cached_body(gh: FakeGitHub, clock: Clock) -> None:
 
     gh.add_release("acme/tools", "v-new")
     third = client.paginate("repos/acme/tools/releases", cache=True)
-    assert len(third) == 151 and third[0]["tag_name"] == "v-new"
+    assert len(third) == 151
+    assert third[0]["tag_name"] == "v-new"
 
 
 def test_uncached_gets_are_not_conditional(gh: FakeGitHub, clock: Clock) -> None:
@@ -288,21 +291,23 @@ def test_tokens_never_reach_logs_or_errors(
     for client in (token_client, app_client, wrong):
         gh.fail_next(r"/repos/acme/tools$", status=500)
         gh.rate_limit_next(r"/releases$", reset_in=5)
-        for call in (
-            lambda c=client: c.get_json("repos/acme/tools"),
-            lambda c=client: c.paginate("repos/acme/tools/releases", cache=True),
-            lambda c=client: c.get_json("repos/acme/missing"),
-            lambda c=client: c.open_stream(c.asset_url("acme/tools", rel.assets[0].id)).__enter__().read(),
-        ):
+        calls: tuple[Callable[[GitHubClient], object], ...] = (
+            lambda c: c.get_json("repos/acme/tools"),
+            lambda c: c.paginate("repos/acme/tools/releases", cache=True),
+            lambda c: c.get_json("repos/acme/missing"),
+            lambda c: c.open_stream(c.asset_url("acme/tools", rel.assets[0].id)).__enter__().read(),
+        )
+        for call in calls:
             try:
-                call()
+                call(client)
             except UpstreamError as exc:
                 messages.append(f"{exc!s} {exc!r}")
         messages.append(repr(client.auth))
 
     secrets = [gh.token, "ghp_wrongwrongwrong", *gh.installation_tokens]
     app_jwts = [c.headers["authorization"].split()[1] for c in gh.calls("POST", "access_tokens")]
-    assert app_jwts and len(secrets) >= 3
+    assert app_jwts
+    assert len(secrets) >= 3
     text = caplog.text + "\n".join(messages)
     assert any("401" in m for m in messages)
     assert "GitHub GET" in caplog.text  # the client does log at DEBUG
@@ -322,7 +327,8 @@ def test_asset_url_returns_the_redirect_without_following_it(gh: FakeGitHub, clo
     url = client.asset_url("acme/tools", rel.assets[0].id)
 
     assert url.startswith(gh.storage_url + "/github-production-release-asset/")
-    assert "sig=" in url and "se=" in url
+    assert "sig=" in url
+    assert "se=" in url
     assert gh.calls(server="storage") == []
     (call,) = gh.calls("GET")
     assert call.headers["accept"] == "application/octet-stream"
@@ -330,12 +336,12 @@ def test_asset_url_returns_the_redirect_without_following_it(gh: FakeGitHub, clo
 
 
 def test_storage_reads_carry_no_authorization(
-    gh: FakeGitHub, clock: Clock, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+    gh: FakeGitHub, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = bytes(range(256)) * 40
     rel = gh.add_release("acme/tools", "v1", assets=[("x.deb", data)])
     # A .netrc entry for the storage host must not sneak credentials in either.
-    netrc = tmp_path / "netrc"  # type: ignore[operator]
+    netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
     monkeypatch.setenv("NETRC", str(netrc))
     seen: list[tuple[str, str, int]] = []

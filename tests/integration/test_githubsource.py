@@ -78,7 +78,8 @@ def test_list_assets_filters_and_maps_releases(gh: FakeGitHub, source: GitHubRel
 
     first = assets[f"github:acme/tools:{a.id}"]
     assert first.name == "hello_1.3a2.0.rc1-1_amd64.deb"  # GitHub's renaming; never parsed
-    assert first.release == "v1.0" and first.suite == "stable"
+    assert first.release == "v1.0"
+    assert first.suite == "stable"
     assert first.size == 5
     assert first.sha256 == hashlib.sha256(b"deb-a").hexdigest()
     assert first.fingerprint == f"sha256:{first.sha256}"
@@ -93,7 +94,8 @@ def test_list_assets_filters_and_maps_releases(gh: FakeGitHub, source: GitHubRel
 
 def _asset_json(gh: FakeGitHub, repo: str, asset_id: int) -> dict[str, object]:
     client = GitHubClient(gh.api_url, TokenAuth(gh.token))
-    return client.get_json(f"repos/{repo}/releases/assets/{asset_id}")  # type: ignore[no-any-return]
+    asset: dict[str, object] = client.get_json(f"repos/{repo}/releases/assets/{asset_id}")
+    return asset
 
 
 def test_a_missing_repository_fails_the_listing_instead_of_emptying_it(gh: FakeGitHub) -> None:
@@ -135,13 +137,15 @@ def test_read_deb_with_digest_uses_ranges_and_reads_little(
     with whole.open("rb") as f:
         reference = read_deb(f, "hello.deb")
     assert info.control == reference.control
-    assert info.package == "hello" and info.version == "1:2.0~rc1-1"
+    assert info.package == "hello"
+    assert info.version == "1:2.0~rc1-1"
     assert info.size == len(big_deb)
     assert info.hashes.sha256 == hashlib.sha256(big_deb).hexdigest()
     assert (info.hashes.md5, info.hashes.sha1, info.hashes.sha512) == (None, None, None)
 
     storage = gh.calls(server="storage")
-    assert storage and all(c.status == 206 for c in storage)
+    assert storage
+    assert all(c.status == 206 for c in storage)
     assert all("authorization" not in c.headers for c in storage)
     assert gh.storage_bytes_served < len(big_deb) // 20
 
@@ -239,5 +243,6 @@ def test_download_url_is_the_signed_storage_url(
 
     url = source.download_url(asset.locator, "https://apt.example.com")
 
-    assert url.startswith(gh.storage_url) and "sig=" in url
+    assert url.startswith(gh.storage_url)
+    assert "sig=" in url
     assert requests.get(url, timeout=5).content == small_deb

@@ -55,7 +55,8 @@ def test_first_commit_creates_the_branch(gh: FakeGitHub, store: GitHubBranchStor
     assert store.head() == sha == gh.branch_head(REPO, BRANCH)
     assert gh.branch_files(REPO, BRANCH) == {"dists/stable/Release": b"r1\n", "README": b"hi\n"}
     info = gh.commit_info(REPO, sha)
-    assert info["parents"] == [] and info["message"] == "first"
+    assert info["parents"] == []
+    assert info["message"] == "first"
     (create,) = gh.calls("POST", r"/git/refs$")
     assert create.json() == {"ref": f"refs/heads/{BRANCH}", "sha": sha}
     assert "base_tree" not in gh.calls("POST", "/git/trees")[0].json()

@@ -9,7 +9,6 @@ schedule reconciles.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import json
@@ -21,7 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from ghapt import handlers
 from ghapt.github import GitHubClient
 from ghapt.queues import MESSAGE_GROUP
@@ -92,7 +91,7 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: FakeGitHub) -> Iter
     ):
         monkeypatch.setenv(name, value)
     # Powertools keeps one default Secrets provider (and its cache) per process: build it in the mock.
-    monkeypatch.delitem(parameters.base.DEFAULT_PROVIDERS, "secrets", raising=False)
+    monkeypatch.delitem(DEFAULT_PROVIDERS, "secrets", raising=False)
     with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
         queue_url = sqs.create_queue(
@@ -128,7 +127,7 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: FakeGitHub) -> Iter
             yield Aws(gh, sqs, queue_url, queue_arn, services)
         finally:
             handlers.configure(None)
-            monkeypatch.delitem(parameters.base.DEFAULT_PROVIDERS, "secrets", raising=False)
+            monkeypatch.delitem(DEFAULT_PROVIDERS, "secrets", raising=False)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -140,8 +139,7 @@ def webhook_event(
     secret: str = HOOK_SECRET,
 ) -> dict[str, Any]:
     """The canned delivery, re-signed over its (possibly replaced) body."""
-    canned = json.loads((CANNED_EVENTS / "webhook_release_published.json").read_text())
-    ev = copy.deepcopy(canned)
+    ev: dict[str, Any] = json.loads((CANNED_EVENTS / "webhook_release_published.json").read_text())
     raw = body if body is not None else ev["body"].encode()
     ev["body"] = raw.decode()
     headers = {
@@ -219,7 +217,8 @@ def deliver(aws: Aws, delivery: str, n: int) -> list[dict[str, Any]]:
 def test_a_signed_release_delivery_is_queued_once_in_the_rebuild_group(aws: Aws) -> None:
     delivery = "5c9e7f40-ac1b-11ef-9d6b-2f1f8f0e6a11"
     first = handlers.webhook_handler(webhook_event(), FakeContext())
-    assert first["statusCode"] == 202 and "queued" in first["body"]
+    assert first["statusCode"] == 202
+    assert "queued" in first["body"]
     # GitHub redelivers with the same X-GitHub-Delivery: the FIFO queue drops the copy.
     again = handlers.webhook_handler(webhook_event(), FakeContext())
     assert again["statusCode"] == 202
@@ -244,7 +243,8 @@ def test_distinct_deliveries_are_distinct_messages(aws: Aws) -> None:
 def test_ping_answers_200_and_queues_nothing(aws: Aws) -> None:
     body = json.dumps({"zen": "Design for failure.", "hook_id": 512345678}).encode()
     reply = handlers.webhook_handler(webhook_event(event="ping", body=body, delivery="ping-1"), FakeContext())
-    assert reply["statusCode"] == 200 and "pong" in reply["body"]
+    assert reply["statusCode"] == 200
+    assert "pong" in reply["body"]
     assert queued(aws) == []
 
 
@@ -271,7 +271,7 @@ def test_the_webhook_secret_comes_from_secrets_manager(aws: Aws) -> None:
 
 
 # --- indexer_handler ----------------------------------------------------------------------------
-def test_an_sqs_batch_of_several_deliveries_is_exactly_one_rebuild(aws: Aws, debs) -> None:
+def test_an_sqs_batch_of_several_deliveries_is_exactly_one_rebuild(aws: Aws, debs: dict[str, bytes]) -> None:
     gh = aws.gh
     gh.add_release("acme/tool", "v1.0", [("tool_1.0-1_amd64.deb", debs["tool_1.0"])])
     gh.add_release("acme/tool", "v2.0", [("tool_2.0-1_amd64.deb", debs["tool_2.0"])])
@@ -285,11 +285,14 @@ def test_an_sqs_batch_of_several_deliveries_is_exactly_one_rebuild(aws: Aws, deb
     assert commits(gh) == 1
     assert len(gh.calls("GET", r"^/repos/acme/tool/releases$")) == 1, "the releases were listed once"
     head = gh.branch_head(META, BRANCH)
-    assert head is not None and gh.commit_info(META, head)["parents"] == []
+    assert head is not None
+    assert gh.commit_info(META, head)["parents"] == []
     assert versions(gh) == {"1.0-1", "2.0-1"}
 
 
-def test_a_failed_rebuild_reports_every_record_as_a_batch_item_failure(aws: Aws, debs) -> None:
+def test_a_failed_rebuild_reports_every_record_as_a_batch_item_failure(
+    aws: Aws, debs: dict[str, bytes]
+) -> None:
     gh = aws.gh
     gh.add_release("acme/tool", "v1.0", [("tool_1.0-1_amd64.deb", debs["tool_1.0"])])
     handlers.indexer_handler(json.loads((CANNED_EVENTS / "schedule.json").read_text()), FakeContext())
@@ -305,28 +308,33 @@ def test_a_failed_rebuild_reports_every_record_as_a_batch_item_failure(aws: Aws,
     failures = reply["batchItemFailures"]
     assert sorted(f["itemIdentifier"] for f in failures) == sorted(m["MessageId"] for m in messages)
     assert [r.status for r in gh.calls("GET", r"/releases$")] == [500] * 4, "one rebuild was tried, once"
-    assert commits(gh) == 0 and gh.branch_head(META, BRANCH) == head
+    assert commits(gh) == 0
+    assert gh.branch_head(META, BRANCH) == head
 
     # SQS hands the records back; once GitHub recovers the retry succeeds.
     reply = handlers.indexer_handler(sqs_event(aws, messages), FakeContext())
     assert reply == {"batchItemFailures": []}
-    assert commits(gh) == 1 and versions(gh) == {"1.0-1", "2.0-1"}
+    assert commits(gh) == 1
+    assert versions(gh) == {"1.0-1", "2.0-1"}
 
 
-def test_the_schedule_reconciles_releases_whose_webhook_was_missed(aws: Aws, debs) -> None:
+def test_the_schedule_reconciles_releases_whose_webhook_was_missed(aws: Aws, debs: dict[str, bytes]) -> None:
     gh = aws.gh
     schedule = json.loads((CANNED_EVENTS / "schedule.json").read_text())
-    assert schedule["detail-type"] == "Scheduled Event" and "Records" not in schedule
+    assert schedule["detail-type"] == "Scheduled Event"
+    assert "Records" not in schedule
     gh.add_release("acme/lib", "v1.0", [("libbar1_1.0-1_amd64.deb", debs["lib_1.0"])])
 
     reply = handlers.indexer_handler(schedule, FakeContext())
 
     head = gh.branch_head(META, BRANCH)
     assert reply == {"changed": True, "commit": head, "packages": 1}
-    assert versions(gh) == {"1.0-1"} and commits(gh) == 1
+    assert versions(gh) == {"1.0-1"}
+    assert commits(gh) == 1
     assert queued(aws) == [], "the schedule needs no queue"
 
     # Nothing new: the next reconcile commits nothing.
     again = handlers.indexer_handler(schedule, FakeContext())
     assert again == {"changed": False, "commit": None, "packages": 1}
-    assert commits(gh) == 1 and gh.branch_head(META, BRANCH) == head
+    assert commits(gh) == 1
+    assert gh.branch_head(META, BRANCH) == head

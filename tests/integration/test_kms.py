@@ -103,7 +103,7 @@ def test_with_moto_as_is_a_double_hashed_signature_is_refused(
 
 
 # --- signing and verifying -------------------------------------------------------------------------
-@pytest.mark.parametrize("spec, bits", [("RSA_3072", "3072"), ("RSA_4096", "4096")])
+@pytest.mark.parametrize(("spec", "bits"), [("RSA_3072", "3072"), ("RSA_4096", "4096")])
 def test_kms_key_signs_what_gpgv_accepts(kms: Any, spec: str, bits: str, tmp_path: Path) -> None:
     meta = create_key(kms, spec)
     signer = kms_signer(kms, meta["KeyId"])
@@ -140,7 +140,8 @@ def test_kms_key_signs_what_gpgv_accepts(kms: Any, spec: str, bits: str, tmp_pat
     inrelease = signer.clearsign(RELEASE)
     tampered = inrelease.replace(b"Suite: stable", b"Suite: stablE")
     code, status, _ = verify_inrelease(tmp_path / "tampered", keyring, tampered)
-    assert code != 0 and "BADSIG" in status
+    assert code != 0
+    assert "BADSIG" in status
 
 
 def test_sign_sends_the_digest_not_the_message(kms: Any, tmp_path: Path) -> None:
@@ -155,7 +156,8 @@ def test_sign_sends_the_digest_not_the_message(kms: Any, tmp_path: Path) -> None
     assert params["KeyId"] == meta["Arn"]
     assert params["MessageType"] == "DIGEST"
     assert params["SigningAlgorithm"] == PKCS1_SHA256
-    assert len(params["Message"]) == 32 and params["Message"] != RELEASE
+    assert len(params["Message"]) == 32
+    assert params["Message"] != RELEASE
     # It is the OpenPGP hash gpg recomputes: the packet's "begin of digest" matches.
     packets = gpg(tmp_path / "home", "--list-packets", stdin=signature).stdout.decode()
     first_two = params["Message"][:2].hex()

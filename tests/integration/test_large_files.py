@@ -20,7 +20,7 @@ from ghapt import serving
 from ghapt.clientconfig import auth_entry
 from ghapt.github import GitHubClient, TokenAuth
 from ghapt.githubstore import GitHubBranchStore
-from ghapt.gitstore import BlobUrlSigner
+from ghapt.gitstore import BlobUrlSigner, LocalGitStore
 from ghapt.services import Services
 from ghapt.serving import BranchCache, serve_dists
 from ghapt.settings import Settings
@@ -65,7 +65,6 @@ def small_limit(monkeypatch: pytest.MonkeyPatch) -> int:
 def server(tmp_path: Path, small_limit: int) -> Iterator[RunningServer]:
     services = _services(tmp_path)
     with serve(services) as running:
-        running.services = services  # type: ignore[attr-defined]
         yield running
 
 
@@ -78,12 +77,15 @@ def _branch_file(services: Services, path: str) -> bytes:
     return data
 
 
-def test_a_file_over_the_limit_is_a_302_to_a_signed_blob_url(server) -> None:
+def test_a_file_over_the_limit_is_a_302_to_a_signed_blob_url(server: RunningServer) -> None:
     url = f"{server.url}/{PACKAGES}"
     r = requests.get(url, auth=AUTH, allow_redirects=False, timeout=10)
-    assert r.status_code == 302 and r.content == b""
+    assert r.status_code == 302
+    assert r.content == b""
     location = r.headers["Location"]
-    assert location.startswith(f"{server.url}/_blobs/") and "sig=" in location and "expires=" in location
+    assert location.startswith(f"{server.url}/_blobs/")
+    assert "sig=" in location
+    assert "expires=" in location
     assert r.headers["Cache-Control"] == "no-store"
     # The blob URL needs no repository credentials: it is signed.
     blob = requests.get(location, timeout=10)
@@ -97,18 +99,20 @@ def test_a_file_over_the_limit_is_a_302_to_a_signed_blob_url(server) -> None:
     assert requests.head(url, auth=AUTH, timeout=10).status_code == 302
 
 
-def test_by_hash_copies_redirect_to_bytes_matching_their_name(server) -> None:
+def test_by_hash_copies_redirect_to_bytes_matching_their_name(server: RunningServer) -> None:
     release = requests.get(f"{server.url}/dists/stable/Release", auth=AUTH, timeout=10).text
     sha256 = release.split("SHA256:")[1].split("SHA512:")[0].split()
     digest = sha256[sha256.index("main/binary-amd64/Packages") - 2]
     r = requests.get(
         f"{server.url}/dists/stable/main/binary-amd64/by-hash/SHA256/{digest}", auth=AUTH, timeout=10
     )
-    assert r.history and r.history[0].status_code == 302
-    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == digest
+    assert r.history
+    assert r.history[0].status_code == 302
+    assert r.status_code == 200
+    assert hashlib.sha256(r.content).hexdigest() == digest
 
 
-def test_blob_urls_are_checked(server) -> None:
+def test_blob_urls_are_checked(server: RunningServer) -> None:
     location = requests.get(f"{server.url}/{PACKAGES}", auth=AUTH, allow_redirects=False, timeout=10).headers[
         "Location"
     ]
@@ -123,14 +127,19 @@ def test_blob_urls_are_checked(server) -> None:
     assert requests.get(other_path, params=query, timeout=10).status_code == 403
     assert requests.get(f"{server.url}/_blobs/nothex/x", params=query, timeout=10).status_code == 400
     assert requests.post(base, params=query, timeout=10).status_code == 405
-    past = BlobUrlSigner(server.services.store.links.key, clock=lambda: 1_000_000.0)
-    old = past.url(server.url, server.services.store.head(), PACKAGES)  # signed long ago: expired
+    store = server.services.store
+    assert isinstance(store, LocalGitStore)
+    assert store.links is not None
+    head = store.head()
+    assert head is not None
+    past = BlobUrlSigner(store.links.key, clock=lambda: 1_000_000.0)
+    old = past.url(server.url, head, PACKAGES)  # signed long ago: expired
     assert requests.get(old, timeout=10).status_code == 403
 
 
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
-def test_real_apt_follows_the_redirects(server, tmp_path: Path) -> None:
+def test_real_apt_follows_the_redirects(server: RunningServer, tmp_path: Path) -> None:
     key = tmp_path / "ghapt.asc"
     key.write_text(server.services.signer.public_key_armored())
     apt = AptClient(tmp_path / "apt")
@@ -138,9 +147,11 @@ def test_real_apt_follows_the_redirects(server, tmp_path: Path) -> None:
     apt.set_auth(auth_entry(server.url, *AUTH))
     res = apt.run("update")
     assert res.returncode == 0, res.output
-    assert "E:" not in res.output and "Hash Sum" not in res.output, res.output
+    assert "E:" not in res.output, res.output
+    assert "Hash Sum" not in res.output, res.output
     assert any("/_blobs/" in p for p in server.paths(200)), server.log
-    assert not server.paths(502) and not server.paths(500)
+    assert not server.paths(502)
+    assert not server.paths(500)
     res = apt.run("download", "big0")
     assert res.returncode == 0, res.output
 
@@ -156,8 +167,10 @@ def test_a_real_packages_file_over_six_megabytes(tmp_path: Path) -> None:
         first = requests.get(url, auth=AUTH, allow_redirects=False, timeout=30)
         assert first.status_code == 302
         r = requests.get(url, auth=AUTH, timeout=30)
-        assert r.status_code == 200 and r.content == data
-        assert not running.paths(502) and not running.paths(500)
+        assert r.status_code == 200
+        assert r.content == data
+        assert not running.paths(502)
+        assert not running.paths(500)
         if shutil.which("apt-get"):
             key = tmp_path / "ghapt.asc"
             key.write_text(services.signer.public_key_armored())
@@ -186,15 +199,19 @@ def test_github_store_links_to_the_raw_download_url(gh: FakeGitHub, small_limit:
     big = secrets.token_bytes(1_500_000)  # over the contents API's 1 MB: only raw/object work
     commit = store.commit_files(None, {PACKAGES: big, "dists/stable/InRelease": b"small\n"}, "index")
     url = store.large_file_url(commit, PACKAGES, "https://apt.example.com")
-    assert url.startswith(gh.storage_url) and "token=" in url
+    assert url.startswith(gh.storage_url)
+    assert "token=" in url
     calls = gh.calls("GET", r"/contents/")
-    assert calls and "object" in calls[-1].headers["accept"]
+    assert calls
+    assert "object" in calls[-1].headers["accept"]
     assert calls[-1].query.get("ref") == commit
     # Fetched like apt would after the redirect: no Authorization header at all.
     r = requests.get(url, timeout=10)
-    assert r.status_code == 200 and r.content == big
+    assert r.status_code == 200
+    assert r.content == big
     # serve_dists answers with the redirect instead of a body.
     reply = serve_dists(BranchCache(store), "stable/main/binary-amd64/Packages", {}, "https://x")
-    assert reply.status == 302 and reply.headers["Location"].startswith(gh.storage_url)
+    assert reply.status == 302
+    assert reply.headers["Location"].startswith(gh.storage_url)
     assert reply.body == b""
     assert serve_dists(BranchCache(store), "stable/InRelease", {}, "https://x").status == 200

@@ -8,8 +8,11 @@ import hmac
 import http.client
 import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -19,14 +22,27 @@ from ghapt.settings import Settings
 from ghapt.users import UserFile
 
 from tests.support.debbuild import build_deb
-from tests.support.servers import serve
+from tests.support.servers import RunningServer, serve
 
 AUTH = ("alice", "s3cret-pass")
 HOOK_SECRET = "hook-secret"
 
 
+@dataclass
+class Local:
+    """The local gateway over a folder of releases (``v1.0/tool_1.0-1_amd64.deb``)."""
+
+    server: RunningServer
+    services: Services
+    releases: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
 @pytest.fixture
-def server(tmp_path: Path):
+def server(tmp_path: Path) -> Iterator[Local]:
     releases = tmp_path / "releases"
     build_deb(releases / "v1.0", "tool", "1.0-1", "amd64")
     UserFile(tmp_path / "state" / "users.json").add(*AUTH)
@@ -39,12 +55,10 @@ def server(tmp_path: Path):
     services = Services(settings, {})
     services.indexer.rebuild()
     with serve(services) as running:
-        running.services = services  # type: ignore[attr-defined]
-        running.releases = releases  # type: ignore[attr-defined]
-        yield running
+        yield Local(running, services, releases)
 
 
-def test_public_key_needs_no_credentials(server) -> None:
+def test_public_key_needs_no_credentials(server: Local) -> None:
     r = requests.get(f"{server.url}/public.key", timeout=10)
     assert r.status_code == 200
     assert r.text.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
@@ -61,19 +75,23 @@ def test_public_key_needs_no_credentials(server) -> None:
         {"Authorization": "Digest username=alice"},
     ],
 )
-def test_dists_without_valid_credentials_is_401_with_basic_challenge(server, headers) -> None:
+def test_dists_without_valid_credentials_is_401_with_basic_challenge(
+    server: Local, headers: dict[str, str]
+) -> None:
     r = requests.get(f"{server.url}/dists/stable/InRelease", headers=headers, timeout=10)
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == 'Basic realm="ghapt"'
     assert b"PGP" not in r.content
 
 
-def test_dists_serves_files_with_validators_and_304s(server) -> None:
+def test_dists_serves_files_with_validators_and_304s(server: Local) -> None:
     url = f"{server.url}/dists/stable/InRelease"
     r = requests.get(url, auth=AUTH, timeout=10)
-    assert r.status_code == 200 and r.content.startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
+    assert r.status_code == 200
+    assert r.content.startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
     etag, modified = r.headers["ETag"], r.headers["Last-Modified"]
-    assert modified.endswith(" GMT") and parsedate_to_datetime(modified).tzinfo is not None
+    assert modified.endswith(" GMT")
+    assert parsedate_to_datetime(modified).tzinfo is not None
     assert "max-age=30" in r.headers["Cache-Control"]
     assert requests.get(url, auth=AUTH, headers={"If-None-Match": etag}, timeout=10).status_code == 304
     assert (
@@ -85,17 +103,20 @@ def test_dists_serves_files_with_validators_and_304s(server) -> None:
         requests.get(url, auth=AUTH, headers={"If-Modified-Since": "garbage"}, timeout=10).status_code == 200
     )
     head = requests.head(url, auth=AUTH, timeout=10)
-    assert head.status_code == 200 and head.content == b"" and head.headers["ETag"] == etag
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["ETag"] == etag
 
 
-def test_by_hash_files_are_immutable_and_match_their_name(server) -> None:
+def test_by_hash_files_are_immutable_and_match_their_name(server: Local) -> None:
     release = requests.get(f"{server.url}/dists/stable/Release", auth=AUTH, timeout=10).text
     sha256 = release.split("SHA256:")[1].split("SHA512:")[0].split()
     digest = sha256[sha256.index("main/binary-amd64/Packages.xz") - 2]
     r = requests.get(
         f"{server.url}/dists/stable/main/binary-amd64/by-hash/SHA256/{digest}", auth=AUTH, timeout=10
     )
-    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == digest
+    assert r.status_code == 200
+    assert hashlib.sha256(r.content).hexdigest() == digest
     assert "immutable" in r.headers["Cache-Control"]
     assert r.headers["Content-Type"] == "application/octet-stream"
 
@@ -115,7 +136,7 @@ def test_by_hash_files_are_immutable_and_match_their_name(server) -> None:
         "/pool/main/t/tool/%2e%2e%2ftool_1.0-1_amd64.deb",
     ],
 )
-def test_path_tricks_are_400_or_404(server, path) -> None:
+def test_path_tricks_are_400_or_404(server: Local, path: str) -> None:
     # http.client sends the path as given; requests would normalise the dot segments away.
     host, port = server.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
@@ -125,16 +146,17 @@ def test_path_tricks_are_400_or_404(server, path) -> None:
     body = resp.read()
     conn.close()
     assert resp.status in (400, 404), (path, resp.status, body[:200])
-    assert b"PGP" not in body and b"scrypt" not in body
+    assert b"PGP" not in body
+    assert b"scrypt" not in body
 
 
-def test_unknown_routes_and_methods(server) -> None:
+def test_unknown_routes_and_methods(server: Local) -> None:
     assert requests.get(f"{server.url}/nothing-here", auth=AUTH, timeout=10).status_code == 404
     assert requests.get(f"{server.url}/dists/stable/Nope", auth=AUTH, timeout=10).status_code == 404
     assert requests.post(f"{server.url}/dists/stable/InRelease", auth=AUTH, timeout=10).status_code == 405
 
 
-def test_pool_redirects_to_a_signed_expiring_url_that_serves_the_file(server) -> None:
+def test_pool_redirects_to_a_signed_expiring_url_that_serves_the_file(server: Local) -> None:
     path = "/pool/main/t/tool/tool_1.0-1_amd64.deb"
     r = requests.get(server.url + path, auth=AUTH, timeout=10, allow_redirects=False)
     assert r.status_code == 302
@@ -142,7 +164,8 @@ def test_pool_redirects_to_a_signed_expiring_url_that_serves_the_file(server) ->
     assert location.startswith(f"{server.url}/_assets/v1.0/")
     original = (server.releases / "v1.0" / "tool_1.0-1_amd64.deb").read_bytes()
     fetched = requests.get(location, timeout=10)  # no credentials: the signature is the credential
-    assert fetched.status_code == 200 and fetched.content == original
+    assert fetched.status_code == 200
+    assert fetched.content == original
     tampered = location.replace("sig=", "sig=0")
     assert requests.get(tampered, timeout=10).status_code == 403
     other = location.replace("tool_1.0-1_amd64.deb", "other.deb")
@@ -150,7 +173,7 @@ def test_pool_redirects_to_a_signed_expiring_url_that_serves_the_file(server) ->
     assert requests.get(server.url + "/pool/main/t/tool/nope.deb", auth=AUTH, timeout=10).status_code == 404
 
 
-def test_an_expired_asset_url_is_refused(server, monkeypatch) -> None:
+def test_an_expired_asset_url_is_refused(server: Local, monkeypatch: pytest.MonkeyPatch) -> None:
     r = requests.get(
         server.url + "/pool/main/t/tool/tool_1.0-1_amd64.deb", auth=AUTH, timeout=10, allow_redirects=False
     )
@@ -159,7 +182,7 @@ def test_an_expired_asset_url_is_refused(server, monkeypatch) -> None:
     assert requests.get(r.headers["Location"], timeout=10).status_code == 403
 
 
-def test_an_asset_rewritten_after_indexing_is_gone_until_rebuilt(server) -> None:
+def test_an_asset_rewritten_after_indexing_is_gone_until_rebuilt(server: Local) -> None:
     r = requests.get(
         server.url + "/pool/main/t/tool/tool_1.0-1_amd64.deb", auth=AUTH, timeout=10, allow_redirects=False
     )
@@ -168,8 +191,10 @@ def test_an_asset_rewritten_after_indexing_is_gone_until_rebuilt(server) -> None
     assert requests.get(r.headers["Location"], timeout=10).status_code == 410
 
 
-def test_explicit_deny_is_403_and_a_broken_authorizer_is_500(server, monkeypatch) -> None:
-    def deny(event, context):  # type: ignore[no-untyped-def]
+def test_explicit_deny_is_403_and_a_broken_authorizer_is_500(
+    server: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def deny(event: dict[str, Any], context: object) -> dict[str, Any]:
         return {
             "principalId": "x",
             "policyDocument": {
@@ -182,7 +207,7 @@ def test_explicit_deny_is_403_and_a_broken_authorizer_is_500(server, monkeypatch
     hdr = {"Authorization": "Basic " + base64.b64encode(b"someone:else").decode()}
     assert requests.get(f"{server.url}/dists/stable/Release", headers=hdr, timeout=10).status_code == 403
 
-    def broken(event, context):  # type: ignore[no-untyped-def]
+    def broken(event: dict[str, Any], context: object) -> dict[str, Any]:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(handlers, "authorizer_handler", broken)
@@ -190,13 +215,16 @@ def test_explicit_deny_is_403_and_a_broken_authorizer_is_500(server, monkeypatch
     assert requests.get(f"{server.url}/dists/stable/Release", headers=hdr, timeout=10).status_code == 500
 
 
-def test_authorizer_decisions_are_cached_per_header_like_api_gateway(server, monkeypatch) -> None:
-    calls = []
+def test_authorizer_decisions_are_cached_per_header_like_api_gateway(
+    server: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
     real = handlers.authorizer_handler
 
-    def counting(event, context):  # type: ignore[no-untyped-def]
+    def counting(event: dict[str, Any], context: Any) -> dict[str, Any]:
         calls.append(event["methodArn"])
-        return real(event, context)
+        decision: dict[str, Any] = real(event, context)
+        return decision
 
     monkeypatch.setattr(handlers, "authorizer_handler", counting)
     for path in (
@@ -209,7 +237,7 @@ def test_authorizer_decisions_are_cached_per_header_like_api_gateway(server, mon
     assert len(calls) == 1, "one decision covers the whole API for the TTL"
 
 
-def test_signed_webhook_triggers_a_rebuild_through_the_local_queue(server) -> None:
+def test_signed_webhook_triggers_a_rebuild_through_the_local_queue(server: Local) -> None:
     build_deb(server.releases / "v2.0", "tool", "2.0-1", "amd64")
     body = json.dumps(
         {

@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from tests.support.paths import SAM_EVENTS
 
 
 @pytest.fixture
-def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ghapt")
     build_deb(tmp_path / "rel" / "v1", "tool", "1.0-1", "amd64")
@@ -44,7 +45,9 @@ def _event(name: str) -> dict[str, Any]:
     return copy.deepcopy(json.loads((SAM_EVENTS / name).read_text()))
 
 
-def test_metadata_handler_emits_served_and_cache_hit_metrics(local, capsys) -> None:
+def test_metadata_handler_emits_served_and_cache_hit_metrics(
+    local: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
     handlers.metrics.clear_metrics()  # Powertools keeps metric state per process
     event = _event("metadata_inrelease.json")
     first = handlers.metadata_handler(event, LambdaContext("metadata"))
@@ -56,12 +59,15 @@ def test_metadata_handler_emits_served_and_cache_hit_metrics(local, capsys) -> N
     assert handlers.metadata_handler(event, LambdaContext("metadata"))["statusCode"] == 304
     metrics = _emf(capsys.readouterr().out)
     flushes = [{m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]} for blob in metrics]
-    assert len(flushes) == 2 and "Served" in flushes[0] and "CacheHit" in flushes[1]
-    assert "CacheHit" not in flushes[0] and "Served" not in flushes[1]
+    assert len(flushes) == 2
+    assert "Served" in flushes[0]
+    assert "CacheHit" in flushes[1]
+    assert "CacheHit" not in flushes[0]
+    assert "Served" not in flushes[1]
     assert all(m["service"] == "ghapt" for m in metrics)
 
 
-def test_logs_carry_the_requests_correlation_id(local, caplog) -> None:
+def test_logs_carry_the_requests_correlation_id(local: Services, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO")
     # Read what Powertools' own JSON formatter writes (its handler holds the stdout of import time).
     sink = io.StringIO()
@@ -79,8 +85,11 @@ def test_logs_carry_the_requests_correlation_id(local, caplog) -> None:
     assert reply["statusCode"] == 400
     lines = [json.loads(x) for x in sink.getvalue().splitlines()]
     refused = [line for line in lines if line["message"] == "request refused"]
-    assert refused and refused[0]["correlation_id"] == "req-4242" and refused[0]["status"] == 400
-    assert "Authorization" not in sink.getvalue() and "YWxpY2U6" not in sink.getvalue()
+    assert refused
+    assert refused[0]["correlation_id"] == "req-4242"
+    assert refused[0]["status"] == 400
+    assert "Authorization" not in sink.getvalue()
+    assert "YWxpY2U6" not in sink.getvalue()
 
 
 def test_github_calls_are_counted_through_the_client_hook(tmp_path: Path, gh: FakeGitHub) -> None:
@@ -98,5 +107,6 @@ def test_github_calls_are_counted_through_the_client_hook(tmp_path: Path, gh: Fa
         settings, {"GITHUB_TOKEN": gh.token}, on_github_call=lambda m, u, s: calls.append((m, s))
     )
     services.indexer.rebuild()
-    assert calls and len(calls) == len(gh.requests_log)
+    assert calls
+    assert len(calls) == len(gh.requests_log)
     assert ("PATCH", 200) in calls or ("POST", 201) in calls

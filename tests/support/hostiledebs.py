@@ -174,7 +174,9 @@ def xz_needing_memory(data: bytes, dict_byte: int = 0x24) -> bytes:
         lzma.compress(data, format=lzma.FORMAT_XZ, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 16}])
     )
     size = (raw[12] + 1) * 4
-    assert raw[13] == 0 and raw[14] == 0x21 and raw[15] == 1  # one LZMA2 filter, no sizes
+    assert raw[13] == 0
+    assert raw[14] == 0x21
+    assert raw[15] == 1
     raw[16] = dict_byte
     raw[12 + size - 4 : 12 + size] = zlib.crc32(bytes(raw[12 : 12 + size - 4])).to_bytes(4, "little")
     return bytes(raw)

@@ -15,6 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from moto.kms import utils as moto_kms_utils
 from moto.kms.exceptions import ValidationException
 from moto.kms.responses import KmsResponse
 
@@ -48,7 +49,9 @@ def sign_like_aws(self: KmsResponse) -> str:
     hash_algorithm = _DIGEST_HASHES[algorithm]()
     if len(digest) != hash_algorithm.digest_size:  # AWS refuses a digest of the wrong length
         raise ValidationException(f"Digest is invalid length for algorithm {algorithm}.")
-    signature = key.private_key.private_key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hash_algorithm))
+    private = key.private_key
+    assert isinstance(private, moto_kms_utils.RSAPrivateKey), "only PKCS#1 v1.5 (RSA) digests are patched"
+    signature = private.private_key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hash_algorithm))
     return json.dumps(
         {"KeyId": key.arn, "Signature": base64.b64encode(signature).decode(), "SigningAlgorithm": algorithm}
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -17,17 +17,26 @@ class RunningServer:
     url: str
     app: ApiGateway
     log: list[tuple[str, str, int]] = field(default_factory=list)
+    """(method, path, status) of every request, in order."""
+
+    @property
+    def services(self) -> Services:
+        return self.app.services
 
     def paths(self, status: int | None = None) -> list[str]:
         return [p for _, p, s in self.log if status is None or s == status]
 
 
 @contextmanager
-def serve(services: Services, **kwargs: object) -> Iterator[RunningServer]:
+def serve(services: Services, *, clock: Callable[[], float] | None = None) -> Iterator[RunningServer]:
+    """The local gateway over ``services`` on a free port; ``clock`` drives its policy cache."""
     log: list[tuple[str, str, int]] = []
-    app = ApiGateway(services, access_log=log, **kwargs)  # type: ignore[arg-type]
+    if clock is None:
+        app = ApiGateway(services, access_log=log)
+    else:
+        app = ApiGateway(services, access_log=log, clock=clock)
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
-    port = server.effective_port  # type: ignore[union-attr]
+    port = server.effective_port
     closing = threading.Event()
 
     def run() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from ghapt.clientconfig import auth_entry, auth_machine, sources_entry
 
@@ -22,9 +24,9 @@ def test_plain_http_machine_lines_name_the_scheme(url: str, machine: str) -> Non
 
 
 def test_auth_entry_refuses_whitespace_and_non_http() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot contain whitespace"):
         auth_entry("http://h", "alice", "pass word")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("not an http(s) URL: 'ftp://h'")):
         auth_machine("ftp://h")
 
 

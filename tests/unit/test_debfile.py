@@ -104,7 +104,9 @@ def test_real_deb_fields_match_dpkg_and_hashes_match_hashlib(tmp_path: Path, com
     assert dumped.returncode == 0
     assert render(info.control).encode() == dumped.stdout
     for field in ("Package", "Version", "Architecture", "Depends", "Description"):
-        assert (info.field(field) + "\n").encode() == dpkg_f(deb, field).stdout
+        value = info.field(field)
+        assert value is not None, field
+        assert (value + "\n").encode() == dpkg_f(deb, field).stdout
     assert (info.package, info.version, info.architecture) == ("hello-world", "2:1.0~rc1+dfsg-1", "amd64")
 
     raw = deb.read_bytes()
@@ -526,10 +528,11 @@ def test_random_corruption_only_ever_raises_bad_deb(tmp_path: Path, kind: str) -
         mutated = bytearray(raw)
         for _ in range(rng.randint(1, 4)):
             mutated[rng.randrange(limit)] = rng.randrange(256)
-        for read in (
+        readers: tuple[Callable[[bytes], Control], ...] = (
             lambda b: read_deb(io.BytesIO(b), "fuzz.deb").control,
             lambda b: read_control_by_ranges(Fetcher(b), len(b), "fuzz.deb"),
-        ):
+        )
+        for read in readers:
             try:
                 read(bytes(mutated))
             except BadDebError:
@@ -771,7 +774,8 @@ def test_ranges_with_a_large_control_member_fetch_twice_and_skip_data(
     ).read_bytes()
     (_, _, _), (_, ctl_start, ctl_size), (data_name, data_start, data_size) = members(raw)
     assert ctl_start + ctl_size > RANGE_WINDOW  # the control member goes past the first window
-    assert data_name.startswith("data.tar") and data_size > 100_000
+    assert data_name.startswith("data.tar")
+    assert data_size > 100_000
 
     fetch = Fetcher(raw)
     control = read_control_by_ranges(fetch, len(raw), "bigctl.deb")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from debian.deb822 import Packages, Release
@@ -162,7 +162,8 @@ def test_odd_control_rewrites_match_what_dpkg_does(tmp_path: Path) -> None:
         "Filename", "Size", "MD5sum", "SHA1", "SHA256", "Multi-Arch", "Homepage", "Description",
         "Aaa-First", "X-Custom-Field", "Zzz-Last",
     ]  # fmt: skip
-    assert "X-Empty" not in text and "Foo" not in text  # empty fields and "Foo-" are dropped
+    assert "X-Empty" not in text
+    assert "Foo" not in text
     assert "X-Custom-Field: value with trailing blanks\n" in text
     assert "Description: odd control file\n first line with trailing blanks\n .\n ..\n ...\n" in text
     assert " \ttab after the blank\n   three blanks\n a line started by a tab\n" in text
@@ -209,7 +210,8 @@ def test_undecodable_bytes_and_a_stale_sha512_in_control() -> None:
     deb = DebInfo(control, 10, Hashes(sha256="ab" * 32))
     out = render_stanza(deb, "pool/main/l/latin1/latin1_1.0_all.deb")
     assert b"Maintainer: J\xf6rg <j@example.invalid>\n" in out
-    assert b"SHA512" not in out and b"Sha512" not in out  # dpkg would pass it on; apt would trust it
+    assert b"SHA512" not in out
+    assert b"Sha512" not in out
     assert out.endswith(b"Description: x\n y\n")
 
 
@@ -286,15 +288,19 @@ def test_conflicting_contents_keep_one_and_skip_the_other_whatever_the_order() -
     assert kept == [other, first]
     assert [s.asset for s in skipped] == [second.asset]
     reason = skipped[0].reason
-    assert "conflict" in reason and "foo 1.0-1 amd64" in reason
-    assert first.asset.name in reason and "v1.0" in reason and "v1.1" in reason
+    assert "conflict" in reason
+    assert "foo 1.0-1 amd64" in reason
+    assert first.asset.name in reason
+    assert "v1.0" in reason
+    assert "v1.1" in reason
 
 
 def test_the_earlier_release_wins_in_natural_order() -> None:
     old = fake("foo", "1.0", content="old", release="v1.9")
     new = fake("foo", "1.0", content="new", release="v1.10")
     kept, skipped = select_entries([new, old])
-    assert kept == [old] and [s.asset for s in skipped] == [new.asset]
+    assert kept == [old]
+    assert [s.asset for s in skipped] == [new.asset]
 
 
 def test_github_asset_ids_compare_as_numbers() -> None:
@@ -309,7 +315,8 @@ def test_identical_contents_are_merged_silently() -> None:
     b = fake("foo", "1.0", content="same", release="v2.0", name="foo_1.0_amd64.deb")
     for order in ([a, b], [b, a]):
         kept, skipped = select_entries(order)
-        assert kept == [a] and skipped == []
+        assert kept == [a]
+        assert skipped == []
 
 
 def test_an_epoch_does_not_hide_a_pool_path_clash() -> None:
@@ -357,7 +364,8 @@ def test_an_invalid_version_is_skipped_not_fatal() -> None:
     bad = IndexedAsset(asset("bad.deb"), deb, "pool/main/f/foo/bad.deb")
     kept, skipped = select_entries([bad, good])
     assert kept == [good]
-    assert [s.asset for s in skipped] == [bad.asset] and "not a valid Debian version" in skipped[0].reason
+    assert [s.asset for s in skipped] == [bad.asset]
+    assert "not a valid Debian version" in skipped[0].reason
 
 
 # --- Packages ------------------------------------------------------------------------------
@@ -376,7 +384,8 @@ def test_all_packages_go_to_every_architecture() -> None:
 def test_packages_are_framed_like_dpkg_and_independent_of_order() -> None:
     entries = [fake(f"p{i}", f"1.{i}", "amd64" if i % 2 else "all") for i in range(12)]
     expected = packages_for_arch(entries, "amd64")
-    assert expected.endswith(b"\n\n") and b"\n\n\n" not in expected
+    assert expected.endswith(b"\n\n")
+    assert b"\n\n\n" not in expected
     assert expected.count(b"\nFilename: ") == 12
     for seed in range(5):
         assert packages_for_arch(shuffled(entries, seed), "amd64") == expected
@@ -396,8 +405,8 @@ def _suites() -> dict[str, list[IndexedAsset]]:
     }
 
 
-def _build(suites: dict[str, list[IndexedAsset]], **kw: object) -> dict[str, bytes]:
-    args: dict = {
+def _build(suites: dict[str, list[IndexedAsset]], **kw: Any) -> dict[str, bytes]:
+    args: dict[str, Any] = {
         "component": "main",
         "architectures": ["amd64", "arm64", "riscv64"],
         "origin": "ghapt",
@@ -439,13 +448,16 @@ def test_release_parses_and_lists_every_file_with_its_hashes() -> None:
     files = _build(_suites())
     for suite in ("stable", "prerelease"):
         release = Release(files[f"dists/{suite}/Release"].decode())
-        assert release["Origin"] == "ghapt" and release["Label"] == "ghapt test"
-        assert release["Suite"] == suite and release["Codename"] == suite
+        assert release["Origin"] == "ghapt"
+        assert release["Label"] == "ghapt test"
+        assert release["Suite"] == suite
+        assert release["Codename"] == suite
         assert release["Architectures"].split() == ["amd64", "arm64", "riscv64"]
         assert release["Components"] == "main"
         assert release["Acquire-By-Hash"] == "yes"
         assert release["Description"]
-        assert "Valid-Until" not in release and "MD5Sum" not in release
+        assert "Valid-Until" not in release
+        assert "MD5Sum" not in release
         listed: dict[str, set[str]] = {}
         for title in ("SHA256", "SHA512"):
             for item in release[title]:
@@ -455,7 +467,8 @@ def test_release_parses_and_lists_every_file_with_its_hashes() -> None:
                 folder = item["name"].rsplit("/", 1)[0]
                 assert files[f"dists/{suite}/{folder}/by-hash/{title}/{item[title.lower()]}"] == data
                 listed.setdefault(title, set()).add(item["name"])
-        assert listed["SHA256"] == listed["SHA512"] and len(listed["SHA256"]) == 9
+        assert listed["SHA256"] == listed["SHA512"]
+        assert len(listed["SHA256"]) == 9
 
 
 def test_release_dates_are_rfc1123_utc() -> None:
@@ -509,18 +522,18 @@ def test_conflicts_left_in_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "reason"),
     [
-        {"architectures": []},
-        {"architectures": ["all"]},
-        {"architectures": ["../x"]},
-        {"component": "a/b"},
-        {"origin": "two\nlines"},
-        {"label": ""},
+        ({"architectures": []}, "at least one architecture is needed"),
+        ({"architectures": ["all"]}, "'all' is not a binary architecture"),
+        ({"architectures": ["../x"]}, "'../x' is not a binary architecture"),
+        ({"component": "a/b"}, "component 'a/b' is not a valid name"),
+        ({"origin": "two\nlines"}, "Origin 'two\\nlines' must be one non-empty line"),
+        ({"label": ""}, "Label '' must be one non-empty line"),
     ],
 )
-def test_bad_parameters_are_refused(bad: dict) -> None:
-    with pytest.raises(ValueError):
+def test_bad_parameters_are_refused(bad: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
         _build(_suites(), **bad)
 
 
@@ -554,9 +567,11 @@ def test_apt_reads_the_repository(tmp_path: Path) -> None:
     ]
     update = subprocess.run(["apt-get", *opts, "update"], capture_output=True, text=True)
     assert update.returncode == 0, update.stdout + update.stderr
-    assert "W:" not in update.stdout + update.stderr and "E:" not in update.stdout + update.stderr
+    assert "W:" not in update.stdout + update.stderr
+    assert "E:" not in update.stdout + update.stderr
     show = subprocess.run(
         ["apt-cache", *opts, "show", "odd-caps", "tzdata"], capture_output=True, text=True, check=True
     ).stdout
-    assert "Version: 1:2.0-1" in show and "Version: 2025b-0+deb12u2" in show
+    assert "Version: 1:2.0-1" in show
+    assert "Version: 2025b-0+deb12u2" in show
     assert f"Filename: {entries[1].pool_path}" in show

@@ -96,7 +96,9 @@ class RacingStore(MemoryStore):
 def test_a_cold_rebuild_is_one_commit_of_the_whole_signed_index(world: World) -> None:
     result = world.indexer().rebuild()
     store = world.store
-    assert result.changed and result.commit == store.head() and result.packages == 3
+    assert result.changed
+    assert result.commit == store.head()
+    assert result.packages == 3
     assert list(store.commits) == [result.commit]
     assert store.commit_message(result.commit or "").splitlines() == [
         "ghapt: +3 -0 packages (stable: 3)",
@@ -126,7 +128,9 @@ def test_nothing_changed_means_no_commit_however_late(world: World) -> None:
     first = world.indexer().rebuild()
     world.clock.now += 30 * 86400  # no Valid-Until: the index never needs re-signing
     again = world.indexer().rebuild()
-    assert not again.changed and again.commit is None and again.reused == 3
+    assert not again.changed
+    assert again.commit is None
+    assert again.reused == 3
     assert list(world.store.commits) == [first.commit]
 
 
@@ -138,7 +142,8 @@ def test_a_new_release_adds_and_a_removed_one_drops_in_one_commit_each(
     world.clock.now += 60
     world.publish("v3", build_deb(tmp_path / "new", "tool", "3.0-1", "amd64"))
     added = indexer.rebuild()
-    assert added.added == ["stable:pool/main/t/tool/tool_3.0-1_amd64.deb"] and added.removed == []
+    assert added.added == ["stable:pool/main/t/tool/tool_3.0-1_amd64.deb"]
+    assert added.removed == []
     shutil.rmtree(world.releases / "v1")
     removed = indexer.rebuild()
     assert removed.removed == [
@@ -148,9 +153,9 @@ def test_a_new_release_adds_and_a_removed_one_drops_in_one_commit_each(
     store = world.store
     assert list(store.commits) == [first.commit, added.commit, removed.commit]
     packages = store.read_file(removed.commit or "", PACKAGES) or b""
-    assert (
-        b"Version: 1.0-1" not in packages and b"Version: 2.0-1" in packages and b"Version: 3.0-1" in packages
-    )
+    assert b"Version: 1.0-1" not in packages
+    assert b"Version: 2.0-1" in packages
+    assert b"Version: 3.0-1" in packages
     # Commit times are Last-Modified: strictly increasing even within one second.
     times = [store.commit_time(c) for c in store.commits]
     assert times == sorted(set(times))
@@ -168,7 +173,8 @@ def test_with_valid_until_the_index_is_re_signed_once_half_the_validity_has_pass
     assert not indexer.rebuild().changed
     world.clock.now += 1
     resigned = indexer.rebuild()
-    assert resigned.changed and resigned.added == resigned.removed == []
+    assert resigned.changed
+    assert resigned.added == resigned.removed == []
     store = world.store
     commit = resigned.commit or ""
     assert b"Valid-Until: Mon, 30 Nov 2026 12:00:01 UTC\n" in (
@@ -189,7 +195,8 @@ def test_a_writer_that_commits_first_makes_the_rebuild_start_over_and_keep_its_f
     assert result.attempts == 3
     files = racing.list_files(racing.head() or "")
     assert {"notes/other-1", "notes/other-0"} <= set(files), "the other writer's commits survive"
-    assert PACKAGES in files and racing.head() == result.commit
+    assert PACKAGES in files
+    assert racing.head() == result.commit
 
 
 def test_a_branch_that_keeps_moving_makes_it_give_up_without_publishing(
@@ -205,8 +212,11 @@ def test_a_branch_that_keeps_moving_makes_it_give_up_without_publishing(
 
 def test_dry_run_reports_the_changes_and_commits_nothing(world: World) -> None:
     result = world.indexer().rebuild(dry_run=True)
-    assert result.changed and result.commit is None and len(result.added) == 3
-    assert world.store.head() is None and world.store.commits == {}
+    assert result.changed
+    assert result.commit is None
+    assert len(result.added) == 3
+    assert world.store.head() is None
+    assert world.store.commits == {}
 
 
 def test_two_stores_fed_the_same_releases_get_byte_identical_indices(world: World) -> None:

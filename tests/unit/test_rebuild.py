@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ghapt.errors import StaleHead
 from ghapt.gitstore import LocalGitStore
 from ghapt.model import Asset, DebInfo
+from ghapt.ports import ReleaseSource
 from ghapt.rebuild import POOL_FILE, Indexer
 from ghapt.services import Services
 from ghapt.settings import Settings
@@ -25,7 +26,7 @@ NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 class CountingSource:
     """Wraps a real source and counts the assets it reads."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: ReleaseSource) -> None:
         self.inner = inner
         self.reads: list[str] = []
 
@@ -36,12 +37,16 @@ class CountingSource:
         self.reads.append(asset.name)
         return self.inner.read_deb(asset)
 
-    def download_url(self, locator: Any, base_url: str) -> str:
+    def download_url(self, locator: Mapping[str, str], base_url: str) -> str:
         return self.inner.download_url(locator, base_url)
 
 
+Env = tuple[Path, Services, CountingSource, Indexer]
+"""The releases folder, the local Services, the counting source and an indexer over them."""
+
+
 @pytest.fixture
-def env(tmp_path: Path):
+def env(tmp_path: Path) -> Env:
     releases = tmp_path / "releases"
     build_deb(releases / "v1", "tool", "1.0-1", "amd64", filename="tool_1.0-1_amd64.deb")
     build_deb(releases / "v1", "tool-doc", "1.0-1", "all", compression="xz")
@@ -61,20 +66,25 @@ def _store(services: Services) -> LocalGitStore:
     return store
 
 
-def test_cold_rebuild_commits_the_whole_signed_index_once(env) -> None:
+def test_cold_rebuild_commits_the_whole_signed_index_once(env: Env) -> None:
     _, services, source, indexer = env
     result = indexer.rebuild()
     store = _store(services)
-    assert result.changed and result.commit == store.head() and result.packages == 3
+    assert result.changed
+    assert result.commit is not None
+    assert result.commit == store.head()
+    assert result.packages == 3
     files = store.list_files(result.commit)
     for suite_file in ("Release", "InRelease", "Release.gpg"):
         assert f"dists/stable/{suite_file}" in files
     for arch in ("amd64", "arm64"):
         for name in ("Packages", "Packages.gz", "Packages.xz"):
             assert f"dists/stable/main/binary-{arch}/{name}" in files
-    assert any("/by-hash/SHA256/" in p for p in files) and any("/by-hash/SHA512/" in p for p in files)
+    assert any("/by-hash/SHA256/" in p for p in files)
+    assert any("/by-hash/SHA512/" in p for p in files)
     arm = store.read_file(result.commit, "dists/stable/main/binary-arm64/Packages") or b""
-    assert b"Package: tool-doc" in arm and b"Package: tool\n" not in arm, "only `all` packages on arm64"
+    assert b"Package: tool-doc" in arm, "`all` packages are on arm64"
+    assert b"Package: tool\n" not in arm, "only `all` packages on arm64"
     pool = json.loads(store.read_file(result.commit, POOL_FILE) or b"{}")
     assert set(pool) == {
         "pool/main/t/tool/tool_1.0-1_amd64.deb",
@@ -93,9 +103,12 @@ def test_cold_rebuild_commits_the_whole_signed_index_once(env) -> None:
     )
 
 
-def test_release_signatures_verify_with_gpgv_against_only_the_repository_key(env, tmp_path: Path) -> None:
+def test_release_signatures_verify_with_gpgv_against_only_the_repository_key(
+    env: Env, tmp_path: Path
+) -> None:
     _, services, _, indexer = env
     commit = indexer.rebuild().commit
+    assert commit is not None
     store = _store(services)
     keyring = tmp_path / "repo.gpg"
     keyring.write_bytes(services.signer.public_key())
@@ -110,7 +123,7 @@ def test_release_signatures_verify_with_gpgv_against_only_the_repository_key(env
         assert proc.returncode == 0, proc.stderr
 
 
-def test_nothing_changed_means_no_commit(env) -> None:
+def test_nothing_changed_means_no_commit(env: Env) -> None:
     _, services, source, indexer = env
     first = indexer.rebuild()
     source.reads.clear()
@@ -118,20 +131,22 @@ def test_nothing_changed_means_no_commit(env) -> None:
         source, services.store, services.signer, services.settings, clock=lambda: NOW.replace(hour=13)
     )
     second = again.rebuild()
-    assert not second.changed and second.commit is None
+    assert not second.changed
+    assert second.commit is None
     assert _store(services).head() == first.commit
     assert source.reads == [], "known assets are never read again"
     assert second.reused == 3
 
 
-def test_a_new_release_is_read_alone_and_a_deleted_one_drops_out(env) -> None:
+def test_a_new_release_is_read_alone_and_a_deleted_one_drops_out(env: Env) -> None:
     releases, services, source, indexer = env
     indexer.rebuild()
     source.reads.clear()
     build_deb(releases / "v3", "tool", "3.0-1", "amd64")
     result = indexer.rebuild()
     assert source.reads == ["tool_3.0-1_amd64.deb"]
-    assert result.added == ["stable:pool/main/t/tool/tool_3.0-1_amd64.deb"] and result.reused == 3
+    assert result.added == ["stable:pool/main/t/tool/tool_3.0-1_amd64.deb"]
+    assert result.reused == 3
     shutil.rmtree(releases / "v1")
     result = indexer.rebuild()
     assert result.removed == [
@@ -141,12 +156,12 @@ def test_a_new_release_is_read_alone_and_a_deleted_one_drops_out(env) -> None:
     packages = (
         _store(services).read_file(result.commit or "", "dists/stable/main/binary-amd64/Packages") or b""
     )
-    assert (
-        b"Version: 1.0-1" not in packages and b"Version: 3.0-1" in packages and b"Version: 2.0-1" in packages
-    )
+    assert b"Version: 1.0-1" not in packages
+    assert b"Version: 3.0-1" in packages
+    assert b"Version: 2.0-1" in packages
 
 
-def test_by_hash_files_of_the_last_generations_are_kept(env) -> None:
+def test_by_hash_files_of_the_last_generations_are_kept(env: Env) -> None:
     releases, services, _, indexer = env
     store = _store(services)
     generations = []
@@ -163,10 +178,11 @@ def test_by_hash_files_of_the_last_generations_are_kept(env) -> None:
     for gen in generations[-keep:]:
         assert gen <= set(latest), "the last generations' by-hash files stay"
     dropped = generations[0] - set().union(*generations[-keep:])
-    assert dropped and not (dropped & set(latest)), "older generations are cleaned up"
+    assert dropped, "the first generation has by-hash files no later one keeps"
+    assert not (dropped & set(latest)), "older generations are cleaned up"
 
 
-def test_a_broken_deb_is_skipped_with_a_reason_and_the_rest_publish(env) -> None:
+def test_a_broken_deb_is_skipped_with_a_reason_and_the_rest_publish(env: Env) -> None:
     releases, _, source, indexer = env
     (releases / "v9").mkdir()
     (releases / "v9" / "empty.deb").write_bytes(b"")
@@ -176,22 +192,24 @@ def test_a_broken_deb_is_skipped_with_a_reason_and_the_rest_publish(env) -> None
     assert "empty.deb" in result.summary()
     source.reads.clear()
     result = indexer.rebuild()
-    assert not result.changed and source.reads == [], "a known-bad asset is not read again"
+    assert not result.changed
+    assert source.reads == [], "a known-bad asset is not read again"
 
 
-def test_conflicting_files_keep_the_first_deterministically(env) -> None:
+def test_conflicting_files_keep_the_first_deterministically(env: Env) -> None:
     releases, services, _, indexer = env
     build_deb(releases / "v2-rebuilt", "tool", "2.0-1", "amd64", files={"usr/share/doc/tool/x": b"different"})
     result = indexer.rebuild()
     assert result.packages == 3
     assert len(result.skipped) == 1
     loser = result.skipped[0]
-    assert loser.asset.release == "v2-rebuilt" and "conflict" in loser.reason
+    assert loser.asset.release == "v2-rebuilt"
+    assert "conflict" in loser.reason
     pool = json.loads(_store(services).read_file(result.commit or "", POOL_FILE) or b"{}")
     assert pool["pool/main/t/tool/tool_2.0-1_amd64.deb"]["release"] == "v2"
 
 
-def test_identical_inputs_give_byte_identical_packages(env, tmp_path: Path) -> None:
+def test_identical_inputs_give_byte_identical_packages(env: Env, tmp_path: Path) -> None:
     releases, services, _, indexer = env
     indexer.rebuild()
     other = Services(
@@ -211,19 +229,21 @@ def test_identical_inputs_give_byte_identical_packages(env, tmp_path: Path) -> N
         assert a.read_file(a.head() or "", path) == b.read_file(b.head() or "", path), path
 
 
-def test_a_concurrent_writer_makes_the_rebuild_start_over_without_losing_either(env) -> None:
+def test_a_concurrent_writer_makes_the_rebuild_start_over_without_losing_either(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     releases, services, source, indexer = env
     indexer.rebuild()
     store = _store(services)
     real_commit = store.commit_files
-    raced = []
+    raced: list[str] = []
 
-    def racing_commit(base, changes, message):  # type: ignore[no-untyped-def]
+    def racing_commit(base: str | None, changes: Mapping[str, bytes | None], message: str) -> str:
         if not raced:
             raced.append(real_commit(base, {"notes/other-writer": b"hello"}, "another writer"))
         return real_commit(base, changes, message)
 
-    store.commit_files = racing_commit  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "commit_files", racing_commit)
     build_deb(releases / "v4", "tool", "4.0-1", "amd64")
     result = indexer.rebuild()
     assert result.attempts == 2
@@ -235,21 +255,23 @@ def test_a_concurrent_writer_makes_the_rebuild_start_over_without_losing_either(
     assert source.reads.count("tool_4.0-1_amd64.deb") == 1, "the retry reuses what it already read"
 
 
-def test_a_branch_that_keeps_moving_gives_up_cleanly(env) -> None:
+def test_a_branch_that_keeps_moving_gives_up_cleanly(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     _, services, _, indexer = env
     store = _store(services)
 
-    def always_stale(base, changes, message):  # type: ignore[no-untyped-def]
+    def always_stale(base: str | None, changes: Mapping[str, bytes | None], message: str) -> str:
         raise StaleHead("moved")
 
-    store.commit_files = always_stale  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "commit_files", always_stale)
     with pytest.raises(StaleHead, match="gave up"):
         indexer.rebuild()
     assert store.head() is None
 
 
-def test_dry_run_commits_nothing(env) -> None:
+def test_dry_run_commits_nothing(env: Env) -> None:
     _, services, _, indexer = env
     result = indexer.rebuild(dry_run=True)
-    assert result.changed and result.commit is None and result.added
+    assert result.changed
+    assert result.commit is None
+    assert result.added
     assert _store(services).head() is None

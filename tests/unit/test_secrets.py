@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ghapt.errors import ConfigError
@@ -41,8 +42,8 @@ def test_env_secrets_missing_names_the_secret(tmp_path: Path) -> None:
 
 
 # --- github_auth_from_settings ------------------------------------------------------------------
-def settings(**values: object) -> Settings:
-    return Settings(backend="github", **values)  # type: ignore[arg-type]
+def settings(**values: Any) -> Settings:
+    return Settings(backend="github", **values)
 
 
 def test_auth_from_a_token() -> None:

@@ -13,7 +13,10 @@ def test_defaults_are_stable_main_and_no_security_defaults() -> None:
     s = Settings.from_env({})
     assert (s.suite, s.component, s.branch) == ("stable", "main", "apt-metadata")
     assert s.api_url == "https://api.github.com"
-    assert s.github_token == "" and s.webhook_secret == "" and s.oidc_issuer == "" and s.oidc_audience == ""
+    assert s.github_token == ""
+    assert s.webhook_secret == ""
+    assert s.oidc_issuer == ""
+    assert s.oidc_audience == ""
 
 
 def test_environment_and_overrides() -> None:
@@ -25,9 +28,11 @@ def test_environment_and_overrides() -> None:
         "GHAPT_GITHUB_REPOS": "a/b c/d",
     }
     s = Settings.from_env(env, port=9001)
-    assert s.suite == "prod" and s.port == 9001
+    assert s.suite == "prod"
+    assert s.port == 9001
     assert s.architectures == ("amd64", "arm64", "riscv64")
-    assert s.state_dir == Path("/tmp/state") and s.users_path == Path("/tmp/state/users.json")
+    assert s.state_dir == Path("/tmp/state")
+    assert s.users_path == Path("/tmp/state/users.json")
     assert s.github_repos == ("a/b", "c/d")
     assert Settings.from_env(env, github_repos=["x/y"]).github_repos == ("x/y",)
 
@@ -60,7 +65,8 @@ def test_require_names_every_missing_variable() -> None:
 def test_describe_masks_secrets() -> None:
     s = Settings.from_env({"GITHUB_TOKEN": "ghp_supersecret", "GHAPT_WEBHOOK_SECRET": "hooksecret"})
     shown = s.describe()
-    assert shown["GITHUB_TOKEN"] == "***" and shown["GHAPT_WEBHOOK_SECRET"] == "***"
+    assert shown["GITHUB_TOKEN"] == "***"
+    assert shown["GHAPT_WEBHOOK_SECRET"] == "***"
     assert "ghp_supersecret" not in repr(shown)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from ghapt import signing
 from ghapt.errors import ConfigError
 from ghapt.openpgp import OpenPGPSigner, crc24
 from ghapt.ports import Signer
@@ -75,7 +74,8 @@ def test_public_key_is_rsa3072_with_a_valid_self_signature(signer: OpenPGPSigner
     rows = [line.split(":") for line in shown.stdout.decode().splitlines()]
     pub = next(r for r in rows if r[0] == "pub")
     assert (pub[2], pub[3], pub[4], pub[5]) == ("3072", "1", signer.key_id, str(KEY_TIME))
-    assert "s" in pub[11] and "c" in pub[11]  # usable for signing and certifying
+    assert "s" in pub[11]
+    assert "c" in pub[11]
     assert [r[9] for r in rows if r[0] == "fpr"] == [signer.fingerprint]
     assert [r[9] for r in rows if r[0] == "uid"] == ["ghapt repository signing key"]
 
@@ -190,7 +190,8 @@ def test_tampered_inrelease_fails(signer: OpenPGPSigner, keyring: Path, tmp_path
     inrelease = signer.clearsign(RELEASE)
     at = inrelease.index(b" 1234 main/binary-amd64/Packages") + 2
     tampered = inrelease[:at] + b"3" + inrelease[at + 1 :]  # size 1234 -> 1334
-    assert len(tampered) == len(inrelease) and tampered != inrelease
+    assert len(tampered) == len(inrelease)
+    assert tampered != inrelease
     code, status, _ = verify_inrelease(tmp_path, keyring, tampered)
     assert code != 0
     assert "[GNUPG:] BADSIG" in status
@@ -202,7 +203,8 @@ def test_inrelease_by_another_key_fails(
     assert other_signer.fingerprint != signer.fingerprint
     code, status, _ = verify_inrelease(tmp_path, keyring, other_signer.clearsign(RELEASE))
     assert code != 0
-    assert "GOODSIG" not in status and "NO_PUBKEY" in status
+    assert "GOODSIG" not in status
+    assert "NO_PUBKEY" in status
 
 
 # --- Release.gpg ----------------------------------------------------------------------------------
@@ -280,7 +282,8 @@ def test_a_key_whose_signatures_do_not_verify_is_caught(key: LocalRsaKey) -> Non
 def test_new_key_is_rsa3072_in_private_files(tmp_path: Path) -> None:
     state = tmp_path / "state"
     key = load_or_create_local_key(state, now=lambda: KEY_TIME)
-    assert key.bits == 3072 and key.created == KEY_TIME
+    assert key.bits == 3072
+    assert key.created == KEY_TIME
     for name in ("signing-key.pem", "signing-key.json"):
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
     assert json.loads((state / "signing-key.json").read_text()) == {"created": KEY_TIME}
@@ -298,7 +301,7 @@ def test_key_file_is_never_readable_by_others_even_with_umask_0(
         seen[Path(dst).name] = stat.S_IMODE(os.stat(src).st_mode)  # the moment before it appears
         real_replace(src, dst)
 
-    monkeypatch.setattr(signing.os, "replace", spying_replace)
+    monkeypatch.setattr("ghapt.signing.os.replace", spying_replace)
     old = os.umask(0)
     try:
         load_or_create_local_key(tmp_path, now=lambda: KEY_TIME)
@@ -339,7 +342,8 @@ def test_concurrent_first_use_agrees_on_one_key(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 4 and len(set(results)) == 1
+    assert len(results) == 4
+    assert len(set(results)) == 1
 
 
 def _write_key(state: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, mode: int = 0o600) -> None:

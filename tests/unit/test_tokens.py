@@ -58,11 +58,14 @@ def test_round_trip_carries_the_identity_and_expiry() -> None:
     assert datetime.fromisoformat(exchanged.as_json()["expires_at"]) == datetime.fromtimestamp(
         NOW + 3600, UTC
     )
-    assert not any(c.isspace() for c in exchanged.password) and ":" not in exchanged.password
+    assert not any(c.isspace() for c in exchanged.password)
+    assert ":" not in exchanged.password
     claims = svc.verify(exchanged.password)
     for name, value in IDENTITY.items():
         assert claims[name] == value
-    assert claims["iss"] == ISSUER and claims["aud"] == AUD and claims["exp"] == int(NOW) + 3600
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == AUD
+    assert claims["exp"] == int(NOW) + 3600
     # Each mint is unique (jti), even within one second.
     assert svc.mint(IDENTITY).password != exchanged.password
 
@@ -139,7 +142,9 @@ def test_exchange_is_only_for_oidc_principals() -> None:
     svc = service(Clock(NOW))
     context = {"kind": "oidc", "name": REPOSITORY, "owner_id": OWNER_ID, "run_id": "7", "subject": "s"}
     claims = svc.verify(svc.exchange(context).password)
-    assert claims["repository"] == REPOSITORY and claims["run_id"] == "7" and claims["sub"] == "s"
+    assert claims["repository"] == REPOSITORY
+    assert claims["run_id"] == "7"
+    assert claims["sub"] == "s"
     for kind in ("basic", "token", None):
         with pytest.raises(Forbidden, match="needs a GitHub Actions OIDC token"):
             svc.exchange({"kind": kind, "name": "alice"} if kind else None)
@@ -150,7 +155,8 @@ def test_file_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     path = tmp_path / "token.key"
     first = file_key(path)()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(first) >= 32 and file_key(path)() == first
+    assert len(first) >= 32
+    assert file_key(path)() == first
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         file_key(path)()
@@ -168,7 +174,9 @@ def test_settings_choose_the_key_and_ttl(tmp_path: Path) -> None:
     assert settings_tokens(Settings.from_env({}, state_dir=tmp_path)) is None  # OIDC off
     assert settings_tokens(Settings.from_env({}, **base)) is None  # no key source
     local = settings_tokens(Settings.from_env({}, state_dir=tmp_path, **base))
-    assert local is not None and local.ttl == 6 * 3600 and local.login == "ghapt-token"
+    assert local is not None
+    assert local.ttl == 6 * 3600
+    assert local.login == "ghapt-token"
     local.mint(IDENTITY)
     assert (tmp_path / tokens_module.KEY_FILE).is_file()
     env = {
@@ -178,7 +186,8 @@ def test_settings_choose_the_key_and_ttl(tmp_path: Path) -> None:
     aws = settings_tokens(
         Settings.from_env(env, **base), {env["GHAPT_TOKEN_SECRET_ARN"]: "q" * 40}.__getitem__
     )
-    assert aws is not None and aws.ttl == 60
+    assert aws is not None
+    assert aws.ttl == 60
     assert aws.verify(aws.mint(IDENTITY).password)["repository"] == REPOSITORY
     for bad in ("59", "86401"):
         with pytest.raises(ConfigError, match="GHAPT_TOKEN_TTL_SECONDS"):
@@ -194,9 +203,11 @@ def test_authenticator_accepts_the_token_login_and_says_why_not() -> None:
     auth = Authenticator(None, None, tokens=svc)
     token = svc.mint(IDENTITY).password
     principal = auth.authenticate(basic("ghapt-token", token))
-    assert principal.kind == "token" and principal.name == REPOSITORY
+    assert principal.kind == "token"
+    assert principal.name == REPOSITORY
     context = principal.context()
-    assert context["kind"] == "token" and context["run_id"] == "10000000001"
+    assert context["kind"] == "token"
+    assert context["run_id"] == "10000000001"
     assert context["expires"] == str(int(NOW) + 6 * 3600)
     assert auth.method_of(basic("ghapt-token", "x")) == "token"
     with pytest.raises(Unauthorized, match="Basic Auth users are not configured"):

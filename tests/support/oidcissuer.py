@@ -1,14 +1,10 @@
 """A real, local GitHub-Actions-like OIDC issuer for tests (HTTP on 127.0.0.1, random port).
 
 It serves ``/.well-known/openid-configuration`` and ``/.well-known/jwks`` and mints tokens with
-the claims GitHub Actions puts in them. Use it as a context manager or a pytest fixture::
+the claims GitHub Actions puts in them. Use it as a context manager, or as the ``issuer``
+fixture of tests/conftest.py (override ``oidc_audience`` or ``issuer_clock`` to change it)::
 
-    @pytest.fixture
-    def issuer():
-        with OidcIssuer(audience="ghapt-test") as iss:
-            yield iss
-
-    def test_it(issuer):
+    def test_it(issuer: OidcIssuer) -> None:
         verifier = OidcVerifier(issuer.url, issuer.audience, rules)   # real HTTP fetches
         token = issuer.mint({"repository": "acme/tool"})              # a valid token
         issuer.mint(omit=("exp",))                                    # ... without exp

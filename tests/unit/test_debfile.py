@@ -835,11 +835,11 @@ class GeneratedDeb(io.RawIOBase):
     """A .deb of ``data_size`` bytes produced on the fly, returning short reads like a pipe."""
 
     def __init__(self, head: bytes, data_size: int) -> None:
-        self._pieces = self._generate(head, data_size)
+        self._pieces = self.generate(head, data_size)
         self._pending = b""
 
     @staticmethod
-    def _generate(head: bytes, data_size: int) -> Iterator[bytes]:
+    def generate(head: bytes, data_size: int) -> Iterator[bytes]:
         yield head + h.ar_header("data.tar.gz", data_size)
         block = noise(1 << 16, b"data")  # incompressible, reused
         left = data_size
@@ -865,7 +865,7 @@ def test_a_200_mb_deb_streams_in_bounded_memory() -> None:
     head = h.AR_MAGIC + DEBIAN_BINARY + CONTROL_GZ
     expected = hashlib.sha256()
     total = 0
-    for piece in GeneratedDeb._generate(head, size):
+    for piece in GeneratedDeb.generate(head, size):
         expected.update(piece)
         total += len(piece)
 

@@ -185,7 +185,7 @@ class TestFileUsers:
         path = tmp_path / "users.json"
         UserFile(path).add("alice", "pw")
         store = FileUsers(path)
-        with mock.patch.object(UserFile, "load", wraps=store._file.load) as spy:
+        with mock.patch.object(UserFile, "load", autospec=True, side_effect=UserFile.load) as spy:
             store.lookup("alice")
             store.lookup("bob")
             store.lookup("alice")

@@ -44,7 +44,7 @@ lint: setup ## ruff check and ruff format --check
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
 
-typecheck: setup ## mypy over the ghapt package
+typecheck: setup ## mypy --strict over the ghapt package, the tests and the benchmarks
 	$(BIN)/mypy
 
 cfn-lint: setup ## cfn-lint over template.yaml

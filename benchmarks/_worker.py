@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -111,7 +112,7 @@ def cmd_read(deb: str) -> None:
 
 def main(argv: list[str]) -> None:
     command, *args = argv
-    commands = {
+    commands: dict[str, Callable[..., None]] = {
         "import": cmd_import,
         "index": cmd_index,
         "indexer": cmd_indexer,

@@ -10,10 +10,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+Log = Callable[[str], object]
+"""Where a benchmark reports progress (``print`` by default)."""
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -2,7 +2,7 @@
 
 The pool is deterministic for a given ``seed``: package names, versions, architectures,
 compressors and payload sizes (log-uniform, incompressible random bytes) all come from it.
-Control files start from real Debian control paragraphs (``tests/realcontrols.REAL``: long
+Control files start from real Debian control paragraphs (``tests/support/realcontrols.REAL``: long
 dependency lists, multi-line descriptions, ``Source: name (version)``, vendor fields) with the
 package's own name, version, architecture and Installed-Size put in.
 """
@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.debbuild import build_deb
-from tests.realcontrols import REAL
+from tests.support.debbuild import build_deb
+from tests.support.realcontrols import REAL
 
 COMPRESSORS = ("gzip", "xz", "zstd")
 ARCHES = ("amd64", "amd64", "arm64", "all")  # amd64 most common, like a real release

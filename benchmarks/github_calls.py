@@ -1,6 +1,6 @@
 """Benchmark 3: GitHub API calls, storage requests and bytes per rebuild, against the fake GitHub.
 
-``tests.fakegithub.FakeGitHub`` serves the REST API and a separate storage host over real
+``tests.support.fakegithub.FakeGitHub`` serves the REST API and a separate storage host over real
 HTTP, and logs every request; the real ``Services`` (GitHub source, branch store, local
 signer) rebuilds the index. Every third release's asset has no ``digest`` (uploaded before
 GitHub computed them), so it must be streamed whole; the others are Range-read.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import Section, human_bytes, ratio
+from .common import Log, Section, human_bytes, ratio
 from .debs import build_pool, plan
 
 REPO = "acme/tools"
@@ -98,7 +98,7 @@ def build_debs(n: int, tmp: Path) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in paths]
 
 
-def run(n: int = 200, *, workdir: Path | None = None, log=print) -> Section:
+def run(n: int = 200, *, workdir: Path | None = None, log: Log = print) -> Section:
     started = time.perf_counter()
     own = workdir is None
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-github-")) if workdir is None else workdir
@@ -111,10 +111,10 @@ def run(n: int = 200, *, workdir: Path | None = None, log=print) -> Section:
     return section
 
 
-def _run(n: int, tmp: Path, log) -> Section:
+def _run(n: int, tmp: Path, log: Log) -> Section:
     from ghapt.signing.localkey import load_or_create_local_key
 
-    from tests.fakegithub import FakeGitHub
+    from tests.support.fakegithub import FakeGitHub
 
     debs = build_debs(n, tmp)
     new_name, new_data = debs.pop()
@@ -189,8 +189,9 @@ def _run(n: int, tmp: Path, log) -> Section:
         key="github",
         title=f"3. GitHub API calls and bytes for {len(debs)} releases",
         intro=[
-            f"Input: {len(debs)} releases of one .deb each on `tests.fakegithub.FakeGitHub` (real HTTP; "
-            f"{human_bytes(total)} of assets, {human_bytes(MIN_PAYLOAD)} to {human_bytes(MAX_PAYLOAD)} "
+            f"Input: {len(debs)} releases of one .deb each on `tests.support.fakegithub.FakeGitHub` "
+            f"(real HTTP; {human_bytes(total)} of assets, "
+            f"{human_bytes(MIN_PAYLOAD)} to {human_bytes(MAX_PAYLOAD)} "
             f"payload each; {legacy} assets without a `digest`, as uploaded before 2025-06). ghapt's "
             "real `Services` (GitHub source and branch store) rebuild into `apt-metadata`; every request "
             'the fake saw is counted. "Fresh process" = new `Services`, as a cold Lambda (no ETag or '

@@ -18,6 +18,7 @@ from .common import (
     PYTHON,
     RSS_METHOD,
     ChildRun,
+    Log,
     Section,
     child_env,
     human_bytes,
@@ -85,7 +86,7 @@ def _git_packages(state: Path) -> bytes:
     return out
 
 
-def run(n: int = 300, reps: int = 3, *, workdir: Path | None = None, log=print) -> Section:
+def run(n: int = 300, reps: int = 3, *, workdir: Path | None = None, log: Log = print) -> Section:
     started = time.perf_counter()
     own = workdir is None
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-index-")) if workdir is None else workdir
@@ -96,7 +97,7 @@ def run(n: int = 300, reps: int = 3, *, workdir: Path | None = None, log=print) 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(n: int, reps: int, tmp: Path, log, started: float) -> Section:
+def _run(n: int, reps: int, tmp: Path, log: Log, started: float) -> Section:
     from ghapt.signing.localkey import load_or_create_local_key
 
     pool = tmp / "pool"

@@ -18,6 +18,7 @@ from pathlib import Path
 from .common import (
     PYTHON,
     RSS_METHOD,
+    Log,
     Section,
     child_env,
     human_bytes,
@@ -33,7 +34,9 @@ TARGET_MB = 100
 MIN_FREE = 3 << 30
 
 
-def run(size: int = 1 << 30, *, workdir: Path | None = None, log=print, min_free: int = MIN_FREE) -> Section:
+def run(
+    size: int = 1 << 30, *, workdir: Path | None = None, log: Log = print, min_free: int = MIN_FREE
+) -> Section:
     started = time.perf_counter()
     base = Path(tempfile.gettempdir()) if workdir is None else workdir
     free = shutil.disk_usage(base).free
@@ -60,7 +63,7 @@ def run(size: int = 1 << 30, *, workdir: Path | None = None, log=print, min_free
     return section
 
 
-def _run(size: int, tmp: Path, log) -> Section:
+def _run(size: int, tmp: Path, log: Log) -> Section:
     pool = tmp / "pool"
     pool.mkdir()
     deb = pool / "huge-blob_1.0-1_amd64.deb"

@@ -23,7 +23,7 @@ app = APIGatewayRestResolver()
 
 
 @app.route("/dists/.+", method=["GET", "HEAD"])
-def _dists() -> Response:
+def _dists() -> Response[bytes]:
     metrics.add_metric("Served", MetricUnit.Count, 1)
     return Response(200, "text/plain; charset=utf-8", b"")
 

@@ -79,7 +79,6 @@ def _counts(fake: Any) -> dict[str, int]:
 def _run(n: int, latency: float, tmp: Path, log) -> Section:
     from ghapt.aws.sqs import PUBLISH_RESERVE_SECONDS
     from ghapt.signing.localkey import load_or_create_local_key
-
     from tests.fakegithub import FakeGitHub
 
     budget = LAMBDA_TIMEOUT - PUBLISH_RESERVE_SECONDS

@@ -9,7 +9,7 @@
   cache (200, and 304 with ``If-Modified-Since``). Reference: the no-op handlers of
   ``benchmarks.noop_handler`` called with the same events in the same process.
 * GitHub calls per 100 ``apt update``-equivalent sequences and per 100 pool downloads, over
-  ``tests.fakegithub.FakeGitHub`` with the GitHub backend, the branch cache and pool URL cache
+  ``tests.support.fakegithub.FakeGitHub`` with the GitHub backend, the branch cache and pool URL cache
   on a simulated clock. Reference: the same with the caches off (``GHAPT_CACHE_SECONDS=0``).
 """
 
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import PYTHON, REPO_ROOT, Section, child_env, mb, micros, ratio, run_child
+from .common import PYTHON, REPO_ROOT, Log, Section, child_env, mb, micros, ratio, run_child
 
 EVENTS = REPO_ROOT / "tests" / "events"
 ALICE_PASSWORD = "s3cret-apt-pass"  # noqa: S105  # the password in authorizer_basic.json's Basic header
@@ -66,7 +66,8 @@ class SimClock:
 
 # --- events -----------------------------------------------------------------------------------
 def authorizer_event() -> dict[str, Any]:
-    return json.loads((EVENTS / "authorizer_basic.json").read_text())
+    event: dict[str, Any] = json.loads((EVENTS / "authorizer_basic.json").read_text())
+    return event
 
 
 def with_authorization(event: dict[str, Any], value: str) -> dict[str, Any]:
@@ -218,7 +219,7 @@ def measure_calls(tmp: Path, sequences: int) -> dict[str, Any]:
     from ghapt.cli.demo import DEMO_PACKAGES, build_demo_deb
     from ghapt.serving import POOL_URL_TTL, BranchCache, PoolResolver
 
-    from tests.fakegithub import FakeGitHub
+    from tests.support.fakegithub import FakeGitHub
 
     from .github_calls import BRANCH, META, REPO, github_services
 
@@ -337,7 +338,7 @@ def run(
     sequences: int = 100,
     reps: int = 3,
     import_reps: int = 5,
-    log=print,
+    log: Log = print,
 ) -> Section:
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-serving-"))

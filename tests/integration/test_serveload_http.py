@@ -1,0 +1,148 @@
+"""The local server over real HTTP: HEAD answers like GET, redirects never follow a client's
+Host, bodies are refused before they are read, and metrics stay silent when they are off."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import ghapt.aws.handlers as handlers
+import pytest
+import requests
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
+
+from tests.support.debbuild import build_deb
+from tests.support.servers import serve
+
+AUTH = ("alice", "http-edges-pass")
+HOOK_SECRET = "http-edges-hook"
+POOL = "pool/main/t/tool/tool_1.0-1_amd64.deb"
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    releases = tmp_path / "releases"
+    build_deb(releases / "v1.0", "tool", "1.0-1", "amd64")
+    UserFile(tmp_path / "state" / "users.json").add(*AUTH)
+    settings = Settings.from_env(
+        {"GHAPT_WEBHOOK_SECRET": HOOK_SECRET},
+        releases_dir=releases,
+        state_dir=tmp_path / "state",
+        architectures="amd64",
+    )
+    services = Services(settings, {})
+    services.indexer.rebuild()
+    with serve(services) as running:
+        yield running
+
+
+def _raw(url: str, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection; the body read is exactly what the server sent."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request(method, path, headers=headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+
+
+BASIC = {"Authorization": "Basic " + base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/public.key", {}),
+        ("/dists/stable/InRelease", BASIC),
+        ("/dists/stable/main/binary-amd64/Packages.xz", BASIC),
+        ("/dists/stable/Release", {}),  # 401
+        ("/dists/stable/nope", BASIC),  # 404 from the handler
+        (f"/{POOL}", BASIC),  # 302
+        ("/nowhere", {}),  # 404 from the gateway
+    ],
+)
+def test_head_has_the_status_and_content_length_of_get(server, path: str, headers: dict[str, str]) -> None:
+    get_status, get_headers, get_body = _raw(server.url, "GET", path, headers)
+    head_status, head_headers, head_body = _raw(server.url, "HEAD", path, headers)
+    assert head_status == get_status
+    assert head_body == b""
+    assert int(head_headers["content-length"]) == len(get_body) == int(get_headers["content-length"])
+    for name in ("content-type", "etag", "last-modified", "cache-control"):
+        assert head_headers.get(name) == get_headers.get(name), name
+
+
+def test_head_keeps_a_keep_alive_connection_in_step(server) -> None:
+    """A HEAD body on the wire would be read as the start of the next response."""
+    with requests.Session() as session:
+        session.auth = AUTH
+        for _ in range(3):
+            assert session.head(f"{server.url}/public.key", timeout=10).status_code == 200
+            r = session.get(f"{server.url}/dists/stable/InRelease", timeout=10)
+            assert r.status_code == 200
+            assert r.content.startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
+
+
+def test_a_clients_host_header_never_reaches_another_clients_redirect(server) -> None:
+    own = urlsplit(server.url).netloc
+    for headers in (
+        {"Host": "evil.example"},
+        {"Host": "evil.example", "X-Forwarded-Proto": "https"},
+        {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "gopher"},
+    ):
+        status, answer, _ = _raw(server.url, "GET", f"/{POOL}", {**BASIC, **headers})
+        assert status == 302 and urlsplit(answer["location"]).netloc == own, answer["location"]
+    # Everyone else, within the pool URL cache's window:
+    r = requests.get(f"{server.url}/{POOL}", auth=AUTH, allow_redirects=False, timeout=10)
+    assert r.status_code == 302
+    assert r.headers["Location"].startswith(f"http://{own}/_assets/"), r.headers["Location"]
+    assert requests.get(r.headers["Location"], timeout=10).status_code == 200
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    sig = hmac.new(HOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": f"sha256={sig}", "X-GitHub-Event": "release", "X-GitHub-Delivery": "x"}
+
+
+def test_a_chunked_body_over_the_cap_is_refused_once_it_passes_it(server) -> None:
+    def chunks():
+        block = b"x" * (1 << 20)
+        for _ in range(30):  # 30 MB, over the webhook's 25 MB
+            yield block
+
+    try:
+        r = requests.post(f"{server.url}/webhook", data=chunks(), headers=_signed(b""), timeout=60)
+        assert r.status_code == 413
+    except requests.ConnectionError:
+        pass  # the server may close while the rest is still being sent; nothing was accepted
+    body = json.dumps({"action": "published", "release": {"tag_name": "v1"}}).encode()
+    r = requests.post(f"{server.url}/webhook", data=body, headers=_signed(body), timeout=30)
+    assert r.status_code == 202, r.text
+
+
+def test_signed_malformed_webhooks_are_400_over_http(server) -> None:
+    for body in (b"[" * 100_000, b'{"action": "published", "repository": "acme/tool"}'):
+        r = requests.post(f"{server.url}/webhook", data=body, headers=_signed(body), timeout=30)
+        assert r.status_code == 400, r.text
+
+
+def test_no_metric_output_while_metrics_are_off(
+    server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    handlers.metrics.clear_metrics()
+    capsys.readouterr()
+    with requests.Session() as session:
+        session.auth = AUTH
+        for _ in range(250):  # Powertools prints its set every 100 values of a metric
+            assert session.get(f"{server.url}/dists/stable/InRelease", timeout=10).status_code == 200
+    out = capsys.readouterr()
+    assert "_aws" not in out.out + out.err
+    assert "CloudWatchMetrics" not in out.out + out.err

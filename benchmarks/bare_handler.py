@@ -18,7 +18,7 @@ app = APIGatewayRestResolver()
 
 
 @app.route("/dists/.+", method=["GET", "HEAD"])
-def _dists() -> Response:
+def _dists() -> Response[bytes]:
     return Response(200, "text/plain; charset=utf-8", b"")
 
 

@@ -66,7 +66,8 @@ def _percentile(values: list[float], q: float) -> float:
 def run(clients: int = 50, log: Callable[[str], None] = print) -> Section:
     from ghapt.auth.userfile import UserFile
     from ghapt.cli.clientconfig import auth_entry
-    from tests.aptclient import AptClient
+
+    from tests.support.aptclient import AptClient
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-concurrent-"))

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import PYTHON, Section, child_env, human_bytes, mb, run_child, secs
+from .common import PYTHON, Log, Section, child_env, human_bytes, mb, run_child, secs
 
 REPOS = 20
 META = "acme/apt-meta"
@@ -30,7 +30,7 @@ PAYLOAD_SIZES = (8_000, 20_000, 50_000, 120_000, 300_000)
 
 def make_debs(n: int, seed: int = 9) -> list[tuple[str, bytes]]:
     """``n`` small, valid .debs built in memory: distinct control data over a few shared payloads."""
-    from tests.hostiledebs import compress, deb, tar
+    from tests.support.hostiledebs import compress, deb, tar
 
     rng = random.Random(seed)
     payloads = [
@@ -53,7 +53,7 @@ def make_debs(n: int, seed: int = 9) -> list[tuple[str, bytes]]:
     return out
 
 
-def run(n: int = 2000, *, latency: float = 0.1, workdir: Path | None = None, log=print) -> Section:
+def run(n: int = 2000, *, latency: float = 0.1, workdir: Path | None = None, log: Log = print) -> Section:
     started = time.perf_counter()
     own = workdir is None
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-scale-")) if workdir is None else workdir
@@ -76,10 +76,11 @@ def _counts(fake: Any) -> dict[str, int]:
     }
 
 
-def _run(n: int, latency: float, tmp: Path, log) -> Section:
+def _run(n: int, latency: float, tmp: Path, log: Log) -> Section:
     from ghapt.aws.sqs import PUBLISH_RESERVE_SECONDS
     from ghapt.signing.localkey import load_or_create_local_key
-    from tests.fakegithub import FakeGitHub
+
+    from tests.support.fakegithub import FakeGitHub
 
     budget = LAMBDA_TIMEOUT - PUBLISH_RESERVE_SECONDS
     debs = make_debs(n)

@@ -25,18 +25,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
+import ghapt.auth.tokens as tokens
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from ghapt import tokens
-from ghapt.authorizer import Authenticator, settings_authenticator
-from ghapt.oidc import OidcRules, OidcVerifier
-from ghapt.services import Services
-from ghapt.settings import Settings
-from ghapt.signing import KEY_FILE, META_FILE, load_or_create_local_key
-from ghapt.tokens import TokenService, file_key
-from ghapt.users import UserFile
+from ghapt.auth.authenticator import Authenticator
+from ghapt.auth.oidc import OidcRules, OidcVerifier
+from ghapt.auth.tokens import TokenService, file_key
+from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services, settings_authenticator
+from ghapt.core.settings import Settings
+from ghapt.signing.localkey import KEY_FILE, META_FILE, load_or_create_local_key
 from moto import mock_aws
 
 from tests.support.clock import Clock
@@ -147,7 +147,7 @@ def _one_signing_key_per_run(
 
     # Only ghapt.signing sees the stand-in: moto's KMS keys and the tests' own keys stay real.
     monkeypatch.setattr(
-        "ghapt.signing.rsa", SimpleNamespace(**{**vars(rsa), "generate_private_key": run_key})
+        "ghapt.signing.localkey.rsa", SimpleNamespace(**{**vars(rsa), "generate_private_key": run_key})
     )
 
 

@@ -16,13 +16,14 @@ from typing import Protocol
 
 import pytest
 import requests
-from ghapt.errors import BadDebError
-from ghapt.github import GitHubClient, TokenAuth
-from ghapt.githubsource import GitHubReleaseSource
-from ghapt.model import Asset
-from ghapt.ports import ReleaseSource
-from ghapt.services import Services
-from ghapt.settings import Settings
+from ghapt.bootstrap import Services
+from ghapt.core.errors import BadDebError
+from ghapt.core.model import Asset
+from ghapt.core.ports import ReleaseSource
+from ghapt.core.settings import Settings
+from ghapt.github.auth import TokenAuth
+from ghapt.github.client import GitHubClient
+from ghapt.github.source import GitHubReleaseSource
 
 from tests.support.debbuild import build_deb
 from tests.support.fakegithub import FakeGitHub
@@ -50,6 +51,8 @@ class FolderReleases:
 
     def __init__(self, tmp: Path) -> None:
         self.root = tmp / "releases"
+        # An empty folder publishes nothing; a missing one is a configuration error (issue 10).
+        self.root.mkdir(parents=True)
         settings = Settings.from_env(
             {}, releases_dir=self.root, state_dir=tmp / "state", architectures="amd64"
         )

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from ghapt.kms import kms_signer
-from ghapt.ports import Signer
-from ghapt.signing import local_signer
+from ghapt.aws.kms import kms_signer
+from ghapt.core.ports import Signer
+from ghapt.signing.localkey import local_signer
 from moto import mock_aws
 from moto.kms.responses import KmsResponse
 

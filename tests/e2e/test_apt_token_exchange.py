@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from ghapt.clientconfig import auth_entry
+from ghapt.cli.clientconfig import auth_entry
 
 from tests.support.aptclient import AptClient
 from tests.support.oidcissuer import OidcIssuer

@@ -6,8 +6,8 @@ import json
 
 import boto3
 import pytest
-from ghapt.cli import main
-from ghapt.users import verify_password
+from ghapt.auth.passwords import verify_password
+from ghapt.cli.main import main
 
 REGION = "eu-west-1"
 
@@ -18,7 +18,7 @@ def aws(moto_aws: None) -> None:
 
 
 def test_keys_shows_a_kms_key(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
-    from ghapt.kms import kms_signer
+    from ghapt.aws.kms import kms_signer
 
     kms = boto3.client("kms", region_name=REGION)
     arn = kms.create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]

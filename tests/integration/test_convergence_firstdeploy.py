@@ -80,7 +80,7 @@ def test_rebuild_signs_with_kms_and_refuses_another_key_unless_told_to_rekey(
 ) -> None:
     releases, state = tmp_path / "releases", tmp_path / "state"
     build_deb(releases / "v1", "hello", "1.0-1", "all")
-    key_arn = motokms.create_key(kms)["Arn"]
+    key_arn = kms.create_key(KeySpec="RSA_3072", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     base = ["rebuild", "--releases", str(releases), "--state", str(state), "--architectures", "amd64"]
 
     assert main([*base, "--kms-key-id", key_arn], {}) == 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from debian.deb822 import Packages, Release
@@ -53,7 +53,7 @@ class TickingSource:
     def read_deb(self, asset: Asset) -> DebInfo:
         self.reads.append(asset.key)
         self.clock[0] += 1.0
-        return self.inner.read_deb(asset)
+        return cast(DebInfo, self.inner.read_deb(asset))
 
     def download_url(self, locator: Mapping[str, str], base_url: str) -> str:
         return str(self.inner.download_url(locator, base_url))
@@ -238,7 +238,7 @@ def test_a_github_failure_mid_backlog_keeps_what_was_read(
     clock = [0.0]
     # The fifth read fails on every retry: the four before it are published anyway.
     indexer, source = indexer_for(services, clock)
-    real_read = source.inner.read_deb
+    real_read: Callable[[Asset], DebInfo] = source.inner.read_deb
 
     def failing(asset: Asset) -> DebInfo:
         if len(source.reads) == 5:

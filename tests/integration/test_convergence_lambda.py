@@ -12,12 +12,12 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import ghapt.aws.handlers as handlers
 import pytest
-from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from ghapt.aws.sqs import PUBLISH_RESERVE_SECONDS
 from ghapt.bootstrap import Services
 from ghapt.core.model import Asset, DebInfo
@@ -64,7 +64,7 @@ class TickingSource:
     def read_deb(self, asset: Asset) -> DebInfo:
         self.reads += 1
         self.clock[0] += 4.0
-        return self.inner.read_deb(asset)
+        return cast(DebInfo, self.inner.read_deb(asset))
 
     def download_url(self, locator: Any, base_url: str) -> str:
         return str(self.inner.download_url(locator, base_url))
@@ -79,7 +79,7 @@ def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
         ("POWERTOOLS_SERVICE_NAME", "ghapt"),
     ):
         monkeypatch.setenv(name, value)
-    monkeypatch.delitem(parameters.base.DEFAULT_PROVIDERS, "secrets", raising=False)
+    monkeypatch.delitem(DEFAULT_PROVIDERS, "secrets", raising=False)
     with FakeGitHub() as gh, mock_aws():
         gh.add_repo(META)
         sqs = boto3.client("sqs", region_name=REGION)
@@ -111,7 +111,7 @@ def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
             yield gh, sqs, queue_url
         finally:
             handlers.configure(None)
-            monkeypatch.delitem(parameters.base.DEFAULT_PROVIDERS, "secrets", raising=False)
+            monkeypatch.delitem(DEFAULT_PROVIDERS, "secrets", raising=False)
 
 
 def fresh_indexer(clock: list[float]) -> TickingSource:

@@ -23,6 +23,7 @@ from ghapt import serving
 from ghapt.auth.userfile import UserFile
 from ghapt.bootstrap import Services
 from ghapt.cli.clientconfig import auth_entry
+from ghapt.core.layout import MAX_INDEX_FILE_BYTES
 from ghapt.core.settings import Settings
 from ghapt.deb import dists
 from ghapt.local.gateway import ApiGateway
@@ -256,7 +257,7 @@ def test_a_packages_file_over_six_megabytes_through_github_reaches_apt_with_no_t
     size, _ = _release_entries(release, "SHA512")["main/binary-amd64/Packages"]
     assert size > LAMBDA_LIMIT, "a real Packages over the Lambda response limit"
     assert PACKAGES not in files
-    assert all(len(data) <= dists.MAX_INDEX_FILE_BYTES for p, data in files.items() if p.startswith("dists/"))
+    assert all(len(data) <= MAX_INDEX_FILE_BYTES for p, data in files.items() if p.startswith("dists/"))
 
     gh.clear_log()
     with serve(services) as running:

@@ -20,6 +20,7 @@ import requests
 from ghapt.auth.userfile import UserFile
 from ghapt.bootstrap import Services
 from ghapt.core.settings import Settings
+from ghapt.local.queue import LocalQueue
 
 from tests.support.debbuild import build_deb
 from tests.support.servers import RunningServer, serve
@@ -262,14 +263,16 @@ def test_signed_webhook_triggers_a_rebuild_through_the_local_queue(server: Local
     assert bad.status_code == 401
     r = requests.post(f"{server.url}/webhook", data=body, headers=headers, timeout=10)
     assert r.status_code == 202, r.text
-    server.services.queue.drain()
+    queue = server.services.queue
+    assert isinstance(queue, LocalQueue)
+    queue.drain()
     packages = requests.get(
         f"{server.url}/dists/stable/main/binary-amd64/Packages", auth=AUTH, timeout=10
     ).text
     assert "Version: 2.0-1" in packages
-    runs = server.services.queue.runs
+    runs = queue.runs
     again = requests.post(f"{server.url}/webhook", data=body, headers=headers, timeout=10)
     assert again.status_code == 200
     assert again.text == "duplicate ignored\n"
-    server.services.queue.drain()
-    assert server.services.queue.runs == runs, "a replayed delivery does no work"
+    queue.drain()
+    assert queue.runs == runs, "a replayed delivery does no work"

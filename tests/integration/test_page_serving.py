@@ -21,7 +21,7 @@ from ghapt.page import CONTENT_SECURITY_POLICY
 from tests.support.debbuild import build_deb
 from tests.support.servers import RunningServer, serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AUTH = ("alice", "page-serving-pass")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HTTP_FUNCTIONS = ("metadata", "pool", "authorizer", "publickey", "webhook", "token")
 
 

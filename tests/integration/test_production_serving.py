@@ -29,12 +29,12 @@ from tests.support.servers import RunningServer, serve
 
 META = "acme/apt-meta"
 AUTH = ("alice", "serving-pw")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INRELEASE = "/dists/stable/InRelease"
 POOL = "/pool/main/h/hello/hello_1.0-1_all.deb"
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml has no type information here
     """Reads template.yaml's short-form intrinsics (!Ref, !Sub, ...) as plain values."""
 
 
@@ -77,7 +77,7 @@ def _serving_client(
         TokenAuth(gh.token),
         sleep=clock.sleep,
         monotonic=clock,
-        **{**profile.client_kwargs(), **kw},  # type: ignore[arg-type]
+        **{**profile.client_kwargs(), **kw},
     )
 
 
@@ -120,6 +120,7 @@ def test_the_serving_profile_fits_well_inside_the_functions_timeout() -> None:
     assert SERVING.max_rate_limit_waits == 0
     assert SERVING.max_retries <= 1
     # One attempt's own timeouts fit in the budget; the budget cuts them further when it runs low.
+    assert SERVING.budget is not None
     assert SERVING.connect_timeout + SERVING.read_timeout <= SERVING.budget
     # The indexer keeps its patience.
     assert PATIENT.budget is None
@@ -188,6 +189,7 @@ def test_the_budget_covers_every_github_call_of_one_request(env: Env) -> None:
     assert r.status_code == 503, r.text
     assert "Retry-After" in r.headers
     assert started
+    assert SERVING.budget is not None
     assert all(t - started[0] < SERVING.budget for t in started)
     assert len(started) == 3  # ref, commit, tree: the blob read would start past the budget
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 USER, PASSWORD = "fleet", "fleet-pass-1234"
+Repo = tuple[Services, RunningServer, dict[str, bytes]]
 ROUTES = "version=*~jammy* -> jammy; version=*+deb12* -> bookworm"
 
 
@@ -44,7 +46,7 @@ def endpoint(issuer: OidcIssuer) -> Iterator[TokenEndpoint]:
 
 
 @pytest.fixture
-def repo(tmp_path: Path, issuer: OidcIssuer) -> Iterator[tuple[Services, RunningServer, dict[str, bytes]]]:
+def repo(tmp_path: Path, issuer: OidcIssuer) -> Iterator[Repo]:
     releases = tmp_path / "releases"
     debs = {
         "jammy": build_deb(releases / "v1.0", "tool", "1.0-1~jammy1", "amd64").read_bytes(),
@@ -81,7 +83,7 @@ def _sources(root: Path) -> str:
 @pytest.mark.apt
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
 def test_the_action_defaults_to_the_runners_codename_and_apt_gets_that_build(
-    repo, endpoint, tmp_path
+    repo: Repo, endpoint: TokenEndpoint, tmp_path: Path
 ) -> None:
     _, server, debs = repo
     apt = AptClient(tmp_path / "apt")
@@ -99,7 +101,9 @@ def test_the_action_defaults_to_the_runners_codename_and_apt_gets_that_build(
     assert "bookworm" not in apt.cache("policy", "tool").output
 
 
-def test_the_codename_comes_first_and_the_default_suites_follow(repo, endpoint, tmp_path) -> None:
+def test_the_codename_comes_first_and_the_default_suites_follow(
+    repo: Repo, endpoint: TokenEndpoint, tmp_path: Path
+) -> None:
     _, server, _ = repo
     res = run_setup(
         tmp_path / "root", server.url, endpoint, GHAPT_OS_RELEASE=_os_release(tmp_path, "bookworm")
@@ -108,7 +112,9 @@ def test_the_codename_comes_first_and_the_default_suites_follow(repo, endpoint, 
     assert "\nSuites: bookworm stable\n" in _sources(tmp_path / "root")
 
 
-def test_a_codename_the_repository_lacks_falls_back_with_a_notice(repo, endpoint, tmp_path) -> None:
+def test_a_codename_the_repository_lacks_falls_back_with_a_notice(
+    repo: Repo, endpoint: TokenEndpoint, tmp_path: Path
+) -> None:
     _, server, _ = repo
     res = run_setup(
         tmp_path / "root",
@@ -122,7 +128,9 @@ def test_a_codename_the_repository_lacks_falls_back_with_a_notice(repo, endpoint
     assert "::notice title=ghapt apt-setup::the repository has no suite 'noble'" in res.stdout
 
 
-def test_an_explicit_suite_wins_and_a_missing_one_fails_before_writing(repo, endpoint, tmp_path) -> None:
+def test_an_explicit_suite_wins_and_a_missing_one_fails_before_writing(
+    repo: Repo, endpoint: TokenEndpoint, tmp_path: Path
+) -> None:
     _, server, _ = repo
     os_release = _os_release(tmp_path, "bookworm")
     res = run_setup(tmp_path / "a", server.url, endpoint, GHAPT_OS_RELEASE=os_release, GHAPT_SUITE="jammy")
@@ -147,11 +155,11 @@ def test_action_yml_has_a_suite_input_passed_as_a_variable() -> None:
 
 
 # --- doctor and client-config ----------------------------------------------------------------
-def _doctor(url: str, *extra: str):
+def _doctor(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return run("doctor", url, "--user", USER, "--password-stdin", *extra, input=PASSWORD + "\n")
 
 
-def test_doctor_checks_every_suite_the_repository_lists(repo) -> None:
+def test_doctor_checks_every_suite_the_repository_lists(repo: Repo) -> None:
     _, server, _ = repo
     res = _doctor(server.url)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -165,7 +173,7 @@ def test_doctor_checks_every_suite_the_repository_lists(repo) -> None:
     assert "[jammy] Packages" in res.stdout
 
 
-def test_doctor_falls_back_to_the_default_suite_without_a_listing(repo) -> None:
+def test_doctor_falls_back_to_the_default_suite_without_a_listing(repo: Repo) -> None:
     services, server, _ = repo
     store = services.store
     store.commit_files(store.head(), {SUITES_FILE: None}, "an index from before suites were listed")
@@ -176,7 +184,7 @@ def test_doctor_falls_back_to_the_default_suite_without_a_listing(repo) -> None:
     assert "[jammy]" not in res.stdout
 
 
-def test_client_config_names_the_suite_and_refuses_a_malformed_one(repo) -> None:
+def test_client_config_names_the_suite_and_refuses_a_malformed_one(repo: Repo) -> None:
     _, server, _ = repo
     res = run(
         "client-config",

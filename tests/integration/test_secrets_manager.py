@@ -8,17 +8,18 @@ import uuid
 from typing import Any
 
 import boto3
+import ghapt.auth.passwords as users
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
-from ghapt import users
-from ghapt.errors import ConfigError
-from ghapt.github import AppAuth, TokenAuth
-from ghapt.ports import Secrets
-from ghapt.secrets import AwsSecrets, github_auth_from_settings
-from ghapt.settings import Settings
-from ghapt.users import SecretUsers, UserStore, hash_password, verify_password
+from ghapt.auth.passwords import hash_password, verify_password
+from ghapt.aws.secrets import AwsSecrets
+from ghapt.aws.usersecret import SecretUsers
+from ghapt.core.errors import ConfigError
+from ghapt.core.ports import Secrets, UserStore
+from ghapt.core.settings import Settings
+from ghapt.github.auth import AppAuth, TokenAuth, github_auth_from_settings
 
 
 @pytest.fixture

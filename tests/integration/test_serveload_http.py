@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import http.client
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from ghapt.bootstrap import Services
 from ghapt.core.settings import Settings
 
 from tests.support.debbuild import build_deb
-from tests.support.servers import serve
+from tests.support.servers import RunningServer, serve
 
 AUTH = ("alice", "http-edges-pass")
 HOOK_SECRET = "http-edges-hook"
@@ -27,7 +28,7 @@ POOL = "pool/main/t/tool/tool_1.0-1_amd64.deb"
 
 
 @pytest.fixture
-def server(tmp_path: Path):
+def server(tmp_path: Path) -> Iterator[RunningServer]:
     releases = tmp_path / "releases"
     build_deb(releases / "v1.0", "tool", "1.0-1", "amd64")
     UserFile(tmp_path / "state" / "users.json").add(*AUTH)
@@ -46,6 +47,7 @@ def server(tmp_path: Path):
 def _raw(url: str, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     """One request on its own connection; the body read is exactly what the server sent."""
     parts = urlsplit(url)
+    assert parts.hostname is not None
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     conn.request(method, path, headers=headers)
     resp = conn.getresponse()
@@ -69,7 +71,9 @@ BASIC = {"Authorization": "Basic " + base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".enc
         ("/nowhere", {}),  # 404 from the gateway
     ],
 )
-def test_head_has_the_status_and_content_length_of_get(server, path: str, headers: dict[str, str]) -> None:
+def test_head_has_the_status_and_content_length_of_get(
+    server: RunningServer, path: str, headers: dict[str, str]
+) -> None:
     get_status, get_headers, get_body = _raw(server.url, "GET", path, headers)
     head_status, head_headers, head_body = _raw(server.url, "HEAD", path, headers)
     assert head_status == get_status
@@ -79,7 +83,7 @@ def test_head_has_the_status_and_content_length_of_get(server, path: str, header
         assert head_headers.get(name) == get_headers.get(name), name
 
 
-def test_head_keeps_a_keep_alive_connection_in_step(server) -> None:
+def test_head_keeps_a_keep_alive_connection_in_step(server: RunningServer) -> None:
     """A HEAD body on the wire would be read as the start of the next response."""
     with requests.Session() as session:
         session.auth = AUTH
@@ -90,7 +94,7 @@ def test_head_keeps_a_keep_alive_connection_in_step(server) -> None:
             assert r.content.startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
 
 
-def test_a_clients_host_header_never_reaches_another_clients_redirect(server) -> None:
+def test_a_clients_host_header_never_reaches_another_clients_redirect(server: RunningServer) -> None:
     own = urlsplit(server.url).netloc
     for headers in (
         {"Host": "evil.example"},
@@ -111,8 +115,8 @@ def _signed(body: bytes) -> dict[str, str]:
     return {"X-Hub-Signature-256": f"sha256={sig}", "X-GitHub-Event": "release", "X-GitHub-Delivery": "x"}
 
 
-def test_a_chunked_body_over_the_cap_is_refused_once_it_passes_it(server) -> None:
-    def chunks():
+def test_a_chunked_body_over_the_cap_is_refused_once_it_passes_it(server: RunningServer) -> None:
+    def chunks() -> Iterator[bytes]:
         block = b"x" * (1 << 20)
         for _ in range(30):  # 30 MB, over the webhook's 25 MB
             yield block
@@ -127,14 +131,14 @@ def test_a_chunked_body_over_the_cap_is_refused_once_it_passes_it(server) -> Non
     assert r.status_code == 202, r.text
 
 
-def test_signed_malformed_webhooks_are_400_over_http(server) -> None:
+def test_signed_malformed_webhooks_are_400_over_http(server: RunningServer) -> None:
     for body in (b"[" * 100_000, b'{"action": "published", "repository": "acme/tool"}'):
         r = requests.post(f"{server.url}/webhook", data=body, headers=_signed(body), timeout=30)
         assert r.status_code == 400, r.text
 
 
 def test_no_metric_output_while_metrics_are_off(
-    server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     handlers.metrics.clear_metrics()

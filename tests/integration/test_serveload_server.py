@@ -4,6 +4,7 @@ by idle connections, quiet logs under a burst; and the connection guard's rules,
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -50,7 +51,7 @@ def test_a_200_mb_unauthenticated_body_costs_the_server_almost_no_memory(tmp_pat
             assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
 
         # Chunked, generated as it is sent: refused once it passes the cap.
-        def stream():
+        def stream() -> Iterator[bytes]:
             block = b"x" * (1 << 20)
             for _ in range(HUGE // len(block)):
                 yield block

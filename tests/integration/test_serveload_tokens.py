@@ -4,6 +4,7 @@ the real local server never get each other's tokens (the GIL switching every mic
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,13 +25,13 @@ ROUNDS = 40
 
 
 @pytest.fixture
-def issuer():
+def issuer() -> Iterator[OidcIssuer]:
     with OidcIssuer(audience=AUD) as iss:
         yield iss
 
 
 @pytest.fixture
-def tiny_switch_interval():
+def tiny_switch_interval() -> Iterator[None]:
     before = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     yield

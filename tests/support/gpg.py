@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ghapt.ports import Signer
+from ghapt.core.ports import Signer
 
 SQV = shutil.which("sqv")
 

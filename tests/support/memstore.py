@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ghapt.errors import GhaptError, StaleHead
+from ghapt.core.errors import GhaptError, StaleHead
 
 
 def blob_id(data: bytes) -> str:
@@ -56,6 +56,9 @@ class MemoryStore:
 
     def list_files(self, commit: str) -> dict[str, str]:
         return dict(self._commit(commit).files)
+
+    def file_sizes(self, commit: str) -> dict[str, int]:
+        return {path: len(self.blobs[blob]) for path, blob in self._commit(commit).files.items()}
 
     def read_file(self, commit: str, path: str) -> bytes | None:
         blob = self._commit(commit).files.get(path)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ghapt.services import Services
+from ghapt.bootstrap import Services
 
 from tests.support.clock import Clock
 from tests.support.servers import RunningServer

@@ -17,7 +17,7 @@ import pytest
 from ghapt.cli.main import build_parser
 from ghapt.core.settings import Settings, reference
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GHAPT = str(Path(sys.executable).parent / "ghapt")
 ENV_OF = {f.name: f.metadata["env"] for f in fields(Settings)}
 DOC_OF = {env: doc for env, _, doc in reference()}

@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from ghapt.errors import StaleHead
-from ghapt.rebuild import MAX_ATTEMPTS, POOL_FILE, Indexer
-from ghapt.services import Services
-from ghapt.settings import Settings
+from ghapt.bootstrap import Services
+from ghapt.core.errors import StaleHead
+from ghapt.core.layout import POOL_FILE
+from ghapt.core.settings import Settings
+from ghapt.indexer import MAX_ATTEMPTS, Indexer
 
 from tests.support.clock import Clock
 from tests.support.debbuild import build_deb

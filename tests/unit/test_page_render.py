@@ -7,6 +7,7 @@ import base64
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ghapt.bootstrap import Services
@@ -45,7 +46,7 @@ def _entry(
     return IndexedAsset(asset, deb, f"pool/main/{package[0]}/{package}/{package}_{version}_{arch}.deb")
 
 
-def _data(*entries: IndexedAsset, suites: dict[str, list[IndexedAsset]] | None = None) -> dict:
+def _data(*entries: IndexedAsset, suites: dict[str, list[IndexedAsset]] | None = None) -> dict[str, Any]:
     return listing(
         suites if suites is not None else {"stable": list(entries)},
         default_suite="stable",

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVING = ("MetadataFunction", "PoolFunction")
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml has no type information here
     """Reads the short-form intrinsics as {"Ref": name} / {"Fn::X": value}."""
 
 
@@ -28,7 +28,7 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_mapping(node, deep=True)
     return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
 
 
@@ -36,7 +36,7 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
 def _template() -> dict[str, Any]:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506
+    return cast("dict[str, Any]", yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader))  # noqa: S506
 
 
 def _secrets_read(props: dict[str, Any]) -> set[str]:

@@ -7,6 +7,7 @@ import hashlib
 import random
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from ghapt.core.errors import ConfigError
@@ -276,7 +277,7 @@ def test_published_suites_come_from_release_files() -> None:
     assert published_suites(paths) == ["jammy", "stable"]
 
 
-def test_an_unsafe_source_name_skips_that_asset_and_the_rebuild_goes_on(tmp_path) -> None:
+def test_an_unsafe_source_name_skips_that_asset_and_the_rebuild_goes_on(tmp_path: Path) -> None:
     """A control file whose Source would leave the pool used to abort the whole rebuild."""
     from ghapt.bootstrap import Services
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ghapt.errors import ConfigError
-from ghapt.github import AppAuth, TokenAuth
-from ghapt.ports import Secrets
-from ghapt.secrets import EnvSecrets, github_auth_from_settings
-from ghapt.settings import Settings
+from ghapt.core.errors import ConfigError
+from ghapt.core.ports import Secrets
+from ghapt.core.settings import Settings
+from ghapt.github.auth import AppAuth, TokenAuth, github_auth_from_settings
+from ghapt.local.secrets import EnvSecrets
 
 
 # --- EnvSecrets -------------------------------------------------------------------------------

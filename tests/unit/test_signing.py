@@ -301,7 +301,7 @@ def test_key_file_is_never_readable_by_others_even_with_umask_0(
         seen[Path(dst).name] = stat.S_IMODE(os.stat(src).st_mode)  # the moment before it appears
         real_replace(src, dst)
 
-    monkeypatch.setattr("ghapt.signing.localkey.os.replace", spying_replace)
+    monkeypatch.setattr("ghapt.local.files.os.replace", spying_replace)
     old = os.umask(0)
     try:
         load_or_create_local_key(tmp_path, now=lambda: KEY_TIME)

@@ -377,15 +377,20 @@ def small_workload(n: int, tmp: Path, log: Log, cache: bool) -> Workload:
 # --- the run -----------------------------------------------------------------------------------
 @dataclass
 class Result:
-    cold: dict[str, list[float]] = field(default_factory=dict)
+    cold: dict[str, list[float]] = field(default_factory=dict)  # wall seconds per repetition
     incremental: dict[str, list[float]] = field(default_factory=dict)
+    cold_cpu: dict[str, list[float]] = field(default_factory=dict)  # user+sys of the process tree
+    incremental_cpu: dict[str, list[float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     base_seconds: float = 0.0
+    packages_bytes: int = 0  # the uncompressed Packages file (apt-ftparchive's)
 
 
-def _timed(script: str, work: Path, env: dict[str, str]) -> float:
-    return run_child(["bash", "-ec", script], cwd=work, env=env).wall
+def _timed(script: str, work: Path, env: dict[str, str], wall: list[float], cpu: list[float]) -> None:
+    done = run_child(["bash", "-ec", script], cwd=work, env=env)
+    wall.append(done.wall)
+    cpu.append(done.cpu)
 
 
 def measure(load: Workload, keys: Keys, tmp: Path, reps: int, log: Log) -> Result:
@@ -407,6 +412,8 @@ def measure(load: Workload, keys: Keys, tmp: Path, reps: int, log: Log) -> Resul
             summary = (work / "ghapt.out").read_text()
             if f"assets: {read} read" not in summary:
                 problems.append(f"expected 'assets: {read} read' in its summary: {summary!r}")
+        if tool == "apt-ftparchive":
+            res.packages_bytes = (work / "dists" / SUITE / f"main/binary-{ARCH}/Packages").stat().st_size
         first = sets.setdefault("reference", found)  # the first tool checked: ghapt's cold run
         if found != first:
             problems.append(f"its packages differ from {TOOLS[0]}'s ({len(found ^ first)} differ)")
@@ -437,14 +444,16 @@ def measure(load: Workload, keys: Keys, tmp: Path, reps: int, log: Log) -> Resul
             work.mkdir()
             _link_tree(load.all_tree, work / "pool")
             script = cold_script(tool, work, keys)
-            res.cold.setdefault(tool, []).append(_timed(script, work, env))
+            _timed(script, work, env, res.cold.setdefault(tool, []), res.cold_cpu.setdefault(tool, []))
             check(tool, "cold", work)
         for tool in TOOLS:
             work = tmp / tool / "incremental"
             shutil.rmtree(work)
             _copy(tmp / tool / "base", work)
             _link(new, work / new_rel)
-            res.incremental.setdefault(tool, []).append(_timed(add_script(tool, new_rel, keys), work, env))
+            script = add_script(tool, new_rel, keys)
+            wall, cpu = res.incremental.setdefault(tool, []), res.incremental_cpu.setdefault(tool, [])
+            _timed(script, work, env, wall, cpu)
             check(tool, "incremental", work)
         log(
             f"  {load.label}, repetition {rep + 1}/{reps}: "
@@ -516,24 +525,31 @@ def run(
 
 
 def _section(results: list[tuple[Workload, Result]], reps: int, started: float) -> Section:
-    rows = []
+    rows: list[list[str]] = []
+    cpu_rows: list[list[str]] = []  # less sensitive than wall time to other work on the machine
     problems = [p for _, r in results for p in r.problems]
     data: dict[str, dict[str, object]] = {}
     for load, res in results:
         bad = {t for t in TOOLS if any(f", {t}: " in p for p in res.problems)}
         rows.append(row(f"cold, {load.label} ({human_bytes(load.size)})", res.cold, bad))
         rows.append(row(f"incremental, {load.n - 1:,} + 1 new", res.incremental, bad))
+        cpu_rows.append(row(f"cold, {load.label}: CPU user+sys", res.cold_cpu, bad))
+        cpu_rows.append(row(f"incremental, {load.n - 1:,} + 1 new: CPU user+sys", res.incremental_cpu, bad))
         data[load.key] = {
             "n": load.n,
             "bytes": load.size,
+            "packages_bytes": res.packages_bytes,
             "cold": res.cold,
             "incremental": res.incremental,
             "cold_median": {t: median(v) for t, v in res.cold.items()},
             "incremental_median": {t: median(v) for t, v in res.incremental.items()},
+            "cold_cpu_median": {t: median(v) for t, v in res.cold_cpu.items()},
+            "incremental_cpu_median": {t: median(v) for t, v in res.incremental_cpu.items()},
         }
     inputs = "; ".join(
-        f"**{load.label}**: {load.describe}, {human_bytes(load.size)}, in release folders of {PER_FOLDER}"
-        for load, _ in results
+        f"**{load.label}**: {load.describe}, {human_bytes(load.size)} in release folders of {PER_FOLDER} "
+        f"(`Packages`: {human_bytes(res.packages_bytes)})"
+        for load, res in results
     )
     section = Section(
         key="peers",
@@ -544,10 +560,12 @@ def _section(results: list[tuple[Workload, Result]], reps: int, started: float) 
             f"`{SUITE}`/`main`/`{ARCH}`, signed with an RSA-3072 key made beforehand.",
             f"Wall time of the whole command as a user runs it (fresh processes, `bash -ec`), **median of "
             f"{reps}** interleaved repetitions (each tool once, then again). Ratio: ghapt's time / the "
-            "peer's, measured in the same run; above 1\u00d7 the peer is faster.",
+            "peer's, measured in the same run; above 1\u00d7 the peer is faster. The last rows give the "
+            "CPU time (user+sys) of the same runs' process trees, which other work on the machine "
+            "disturbs less than wall time.",
         ],
         headers=["Publish", *(HEADERS[t] for t in TOOLS)],
-        rows=rows,
+        rows=rows + cpu_rows,
         notes=[
             f"ghapt: `ghapt rebuild --releases pool --state state --architectures {ARCH}` (cold: a state "
             "folder holding only the key from `ghapt keys`); it also writes by-hash copies, its asset "

@@ -493,6 +493,7 @@ def run(
     if absent := missing_tools():
         log(f"  skipped: {', '.join(absent)} not installed")
         return skipped("peers", TITLE, absent, started)
+    load_start = os.getloadavg()[0]  # other work on the machine slows every tool: say how much there was
     own = workdir is None
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-peers-")) if workdir is None else workdir
     keys = None
@@ -521,10 +522,10 @@ def run(
             stop_agent(keys)
         if own:
             shutil.rmtree(tmp, ignore_errors=True)
-    return _section(results, reps, started)
+    return _section(results, reps, started, load_start)
 
 
-def _section(results: list[tuple[Workload, Result]], reps: int, started: float) -> Section:
+def _section(results: list[tuple[Workload, Result]], reps: int, started: float, load_start: float) -> Section:
     rows: list[list[str]] = []
     cpu_rows: list[list[str]] = []  # less sensitive than wall time to other work on the machine
     problems = [p for _, r in results for p in r.problems]
@@ -590,6 +591,8 @@ def _section(results: list[tuple[Workload, Result]], reps: int, started: float) 
                 if not problems
                 else "**FAILED** (⚠): " + "; ".join(problems)
             ),
+            f"Load average (1 min) at the start and the end of this benchmark: {load_start:.2f} and "
+            f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs.",
             "Untimed setup: the incremental bases (every package but one, built once per tool) took "
             + ", ".join(f"{r.base_seconds:.0f} s ({load.label})" for load, r in results)
             + ".",

@@ -247,6 +247,7 @@ def run(
     if absent := missing_tools(NEEDS):
         log(f"  skipped: {', '.join(absent)} not installed")
         return skipped("serving-peers", TITLE, absent, started)
+    load_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="ghapt-bench-nginx-"))
     tmp.chmod(0o755)  # nginx's workers drop root for nobody: the checkout must be readable
     try:
@@ -275,7 +276,7 @@ def run(
                 )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return _section(loads, sizes, checks, label, requests, concurrency, reps, started)
+    return _section(loads, sizes, checks, label, requests, concurrency, reps, started, load_start)
 
 
 def _check(bases: dict[str, str], root: Path) -> list[str]:
@@ -301,6 +302,7 @@ def _section(
     concurrency: int,
     reps: int,
     started: float,
+    load_start: float,
 ) -> Section:
     def rps(key: str, server: str) -> float:
         return statistics.median(x.rps for x in loads[key][server])
@@ -354,6 +356,8 @@ def _section(
             + "; keep-alive requests (fewest in a run): "
             + ", ".join(f"{s} {v:,}" for s, v in keep_alive.items())
             + ".",
+            f"Load average (1 min) at the start and the end of this benchmark: {load_start:.2f} and "
+            f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs.",
             "ab, ghapt and nginx share the machine's CPUs; ghapt's Basic check is one scrypt per new "
             "credential, then a cached decision; nginx checks the MD5-crypt hash on every request.",
         ],

@@ -14,7 +14,11 @@ SYSTEM_TOOLS := apt-get apt-ftparchive dpkg-deb dpkg-scanpackages gpg gpgv sqv g
 SYSTEM_PACKAGES := apt apt-utils dpkg-dev gnupg gpgv sqv git xz-utils zstd chromium chromium-driver
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps run test lint typecheck pytest cfn-lint sam-build bench first-index clean
+# What `make bench` compares ghapt with: reprepro, aptly, nginx and ab (apache2-utils).
+BENCH_TOOLS := apt-ftparchive reprepro aptly nginx ab htpasswd
+BENCH_PACKAGES := apt-utils reprepro aptly nginx apache2-utils
+
+.PHONY: help setup system-deps bench-deps run test lint typecheck pytest cfn-lint sam-build bench first-index clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -25,6 +29,14 @@ system-deps: ## Install the Debian tools the tests and benchmarks use (apt-utils
 	  echo "installing system packages (missing:$$missing)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+bench-deps: ## Install the peers the benchmarks compare with (reprepro, aptly, nginx, apache2-utils)
+	@missing=""; for t in $(BENCH_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing benchmark peers (missing:$$missing)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BENCH_PACKAGES) >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml
@@ -58,7 +70,7 @@ test: lint typecheck cfn-lint pytest ## Set everything up, then lint, type check
 sam-build: ## sam build (needs the AWS SAM CLI and python3.12 on PATH, or add --use-container)
 	sam build
 
-bench: setup ## Benchmarks: ghapt beside apt-ftparchive and dpkg-scanpackages, GitHub call counts
+bench: setup bench-deps ## Benchmarks: ghapt beside apt-ftparchive, reprepro, aptly and nginx; GitHub call counts
 	$(BIN)/python -m benchmarks.run
 
 first-index: ## After `sam deploy` and setting the GitHub secret: queue the first rebuild (STACK=ghapt)

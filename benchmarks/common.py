@@ -265,9 +265,32 @@ def environment() -> list[tuple[str, str]]:
         ("apt-ftparchive", _first_line(["apt-ftparchive", "--version"])),
         ("dpkg-scanpackages", _first_line(["dpkg-scanpackages", "--version"])),
         ("dpkg-deb", _first_line(["dpkg-deb", "--version"])),
+        ("Peers", _peer_versions()),
         ("ghapt", f"git {_git_revision()}"),
         ("Date", time.strftime("%Y-%m-%d %H:%M:%S %Z")),
+        ("Load average at start", _load()),
     ]
+
+
+def _peer_versions() -> str:
+    """The tools of the peer comparisons (benchmarks 5 and 6), or which are missing."""
+    found = [
+        _first_line(["reprepro", "--version"]).replace("reprepro: This is ", ""),
+        _first_line(["aptly", "version"]).replace(" version:", ""),
+        _first_line(["nginx", "-v"]).replace("nginx version: ", ""),
+        _first_line(["ab", "-V"]).replace("This is ApacheBench, ", "ab ").replace(" <$Revision$>", ""),
+        _first_line(["gpg", "--version"]),
+    ]
+    return ", ".join(found)
+
+
+def _load() -> str:
+    """Other work on the machine skews every figure; the ratios, measured side by side, less so."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
 
 
 def _mem_total() -> str:

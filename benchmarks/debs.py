@@ -1,4 +1,5 @@
-"""Benchmark inputs: a pool of real .debs built with dpkg-deb, and one huge .deb written by hand.
+"""Benchmark inputs: real .debs built with dpkg-deb, real Debian packages fetched with apt, many small
+.debs and one huge .deb written by hand.
 
 The pool is deterministic for a given ``seed``: package names, versions, architectures,
 compressors and payload sizes (log-uniform, incompressible random bytes) all come from it.
@@ -14,6 +15,8 @@ import hashlib
 import io
 import math
 import random
+import re
+import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +25,8 @@ from pathlib import Path
 
 from tests.support.debbuild import build_deb
 from tests.support.realcontrols import REAL
+
+from .common import REPO_ROOT
 
 COMPRESSORS = ("gzip", "xz", "zstd")
 ARCHES = ("amd64", "amd64", "arm64", "all")  # amd64 most common, like a real release
@@ -222,3 +227,133 @@ def write_big_deb(
                 progress(written)
         put(f, tail + (b"\n" if data_size % 2 else b""))
     return sha.hexdigest()
+
+
+# --- many small .debs, written by hand --------------------------------------------------------
+def _tar_gz(members: dict[str, bytes], level: int = 6) -> bytes:
+    """A gzipped tar with ``./``, the parent folders of ``members`` and the members themselves."""
+    raw = io.BytesIO()
+    folders = sorted({"/".join(n.split("/")[:i]) for n in members for i in range(1, n.count("/") + 1)})
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name in ["", *folders]:
+            info = tarfile.TarInfo(f"./{name}/" if name else "./")
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, _MTIME
+            tar.addfile(info)
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, _MTIME
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), compresslevel=level, mtime=0)
+
+
+def write_small_deb(path: Path, control: str, files: dict[str, bytes]) -> Path:
+    """A .deb with gzipped control and data members, written without dpkg-deb.
+
+    Tens of microseconds instead of a dpkg-deb process each: 10,000 of them take seconds."""
+    parts = [b"!<arch>\n"]
+    members = (
+        ("debian-binary", b"2.0\n"),
+        ("control.tar.gz", _tar_gz({"control": control.encode()})),
+        ("data.tar.gz", _tar_gz(files, level=1)),
+    )
+    for name, data in members:
+        parts.append(_ar_header(name, len(data)) + data + (b"\n" if len(data) % 2 else b""))
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def small_pool(
+    root: Path, n: int, *, min_size: int = 200, max_size: int = 2_000, per_folder: int = 10, seed: int = 3
+) -> list[Path]:
+    """``n`` distinct packages, one version each, amd64 or ``all``, in ``root/<tag>/`` folders of
+    ``per_folder``; returns the paths in order (the last one is the natural "new" package).
+
+    Control files come from the real templates (as in ``plan``); payloads are random bytes of a
+    log-uniform size. Distinct names keep every tool's index at ``n`` stanzas: reprepro keeps one
+    version per package name."""
+    rng = random.Random(seed)
+    templates = sorted(REAL)
+    paths = []
+    for i in range(n):
+        template = templates[i % len(templates)]
+        source_field = _field(REAL[template], "Source")
+        spec = DebSpec(
+            package=f"{template}-s{i:05d}",
+            source=f"{(source_field.split()[0] if source_field else template)}-s{i:05d}",
+            version=f"{1 + i % 7}.{rng.randrange(30)}-{1 + rng.randrange(3)}",
+            arch=("amd64", "amd64", "all")[i % 3],
+            compression="gzip",
+            payload=int(math.exp(rng.uniform(math.log(min_size), math.log(max_size)))),
+            template=template,
+        )
+        files = {
+            f"usr/lib/{spec.package}/payload.bin": rng.randbytes(spec.payload),
+            f"usr/share/doc/{spec.package}/README": f"{spec.package} {spec.version}\n".encode(),
+        }
+        folder = root / f"r{i // per_folder:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        control = control_for(spec, max(1, sum(map(len, files.values())) // 1024))
+        deb = folder / f"{spec.package}_{spec.version}_{spec.arch}.deb"
+        paths.append(write_small_deb(deb, control, files))
+    return paths
+
+
+# --- real Debian packages, fetched once with apt-get download ---------------------------------
+REAL_CACHE = REPO_ROOT / ".ghapt" / "bench" / "debian-debs"
+
+
+def debian_selection(count: int, *, min_size: int, max_size: int) -> list[str]:
+    """``count`` package names spread evenly over the sorted names apt knows (amd64 or ``all``,
+    ``min_size`` to ``max_size`` bytes): a deterministic sample of the configured archive."""
+    dump = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
+    sizes: dict[str, int] = {}
+    for stanza in dump.split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", stanza, re.MULTILINE))
+        if "Filename" in fields and fields.get("Architecture") in ("amd64", "all"):
+            sizes[fields["Package"]] = int(fields.get("Size", "0"))
+    names = sorted(k for k, v in sizes.items() if min_size <= v <= max_size)
+    if len(names) < count:
+        raise RuntimeError(f"apt knows only {len(names)} packages of {min_size}-{max_size} bytes")
+    return [names[i * len(names) // count] for i in range(count)]
+
+
+def fetch_debian_debs(
+    n: int,
+    *,
+    total: int = 400,
+    cache: Path = REAL_CACHE,
+    min_size: int = 20_000,
+    max_size: int = 450_000,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """``n`` real Debian .debs (an even subset of a fixed sample of ``total``), downloaded once with
+    ``apt-get download`` into ``cache`` and reused; sorted by package name.
+
+    The sample's names are written to ``cache/selection.txt`` on first use, so later runs use
+    the same packages even after ``apt-get update``. Raises ``RuntimeError`` when apt cannot
+    fetch them (no mirror): callers fall back to synthetic packages."""
+    cache.mkdir(parents=True, exist_ok=True)
+    listing = cache / "selection.txt"
+    if listing.exists():
+        sample = listing.read_text().split()
+    else:
+        sample = debian_selection(total, min_size=min_size, max_size=max_size)
+        listing.write_text("\n".join(sample) + "\n")
+    wanted = [sample[i * len(sample) // n] for i in range(n)] if n < len(sample) else sample
+
+    def found() -> dict[str, Path]:
+        return {p.name.split("_", 1)[0]: p for p in cache.glob("*.deb")}
+
+    missing = [name for name in wanted if name not in found()]
+    if missing:
+        log(f"  downloading {len(missing)} Debian packages with apt-get download into {cache}")
+        proc = subprocess.run(
+            ["apt-get", "download", "-q", *missing], cwd=cache, capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"apt-get download failed: {proc.stderr.strip()[-500:]}")
+    have = found()
+    lost = [name for name in wanted if name not in have]
+    if lost:
+        raise RuntimeError(f"apt-get download did not fetch {len(lost)} packages: {' '.join(lost[:5])}")
+    return [have[name] for name in wanted]

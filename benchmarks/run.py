@@ -1,8 +1,8 @@
 """Run the benchmarks and print Markdown the README can paste: ``python -m benchmarks.run``.
 
-    python -m benchmarks.run                   # everything (make bench), about 70 s on 2 cores
-    python -m benchmarks.run --quick           # small inputs, about 15 s
-    python -m benchmarks.run --only index      # one: index, memory, github, serving, scale, ...
+    python -m benchmarks.run                   # everything (make bench), about 15 minutes on 2 cores
+    python -m benchmarks.run --quick           # small inputs, a few minutes
+    python -m benchmarks.run --only index      # one: index, memory, github, serving, peers, ...
 
 The results are also written to ``benchmarks/RESULTS.md`` (overwritten each run; ``--output``
 picks another file, ``--no-write`` none).
@@ -19,7 +19,17 @@ from pathlib import Path
 from .common import RSS_METHOD, Section, environment
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-NAMES = ("index", "memory", "github", "serving", "serving-scale", "scale", "concurrent")
+NAMES = (
+    "index",
+    "memory",
+    "github",
+    "serving",
+    "peers",
+    "serving-peers",
+    "serving-scale",
+    "scale",
+    "concurrent",
+)
 
 
 def _log(message: str) -> None:
@@ -28,7 +38,17 @@ def _log(message: str) -> None:
 
 def plan(quick: bool, reps: int | None) -> dict[str, Callable[[], Section]]:
     """What each benchmark runs with, full or ``--quick``."""
-    from . import concurrent_apt, github_calls, index_speed, memory, scale, serving, serving_scale
+    from . import (
+        concurrent_apt,
+        github_calls,
+        index_speed,
+        memory,
+        peers,
+        scale,
+        serving,
+        serving_peers,
+        serving_scale,
+    )
 
     r = reps if reps is not None else 3
     return {
@@ -42,6 +62,10 @@ def plan(quick: bool, reps: int | None) -> dict[str, Callable[[], Section]]:
             reps=r,
             import_reps=3 if quick else 5,
             log=_log,
+        ),
+        "peers": lambda: peers.run(n=30 if quick else 400, big=500 if quick else 10_000, reps=r, log=_log),
+        "serving-peers": lambda: serving_peers.run(
+            n=30 if quick else 400, requests=1000 if quick else 4000, reps=r, log=_log
         ),
         "serving-scale": lambda: serving_scale.run(
             packages=1000 if quick else 10_000, gets=20, import_reps=3 if quick else 5, log=_log
@@ -57,7 +81,8 @@ def render(sections: list[Section], *, quick: bool, command: str) -> str:
         "# ghapt benchmarks",
         "",
         f"Produced by `{command}`{' (quick: small inputs)' if quick else ''}. Every ratio compares "
-        "with a reference measured in the same run; wall times are the best of the repetitions. "
+        "with a reference measured in the same run; wall times are the best of the repetitions "
+        "(the peer comparisons, sections 5 and 6: the median). "
         f"Peak RSS: {RSS_METHOD}.",
         "",
         "| Environment | |",
@@ -71,7 +96,9 @@ def render(sections: list[Section], *, quick: bool, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small inputs (30 debs, 100 MB, 20 releases)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small inputs (30 debs, 100 MB, 20 releases, 500 small debs)"
+    )
     parser.add_argument("--only", action="append", choices=NAMES, help="run only this benchmark (repeatable)")
     parser.add_argument("--reps", type=int, help="repetitions for timings (default 3)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS.name})")

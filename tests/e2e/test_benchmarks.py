@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from benchmarks import common, github_calls, index_speed, memory, run, serving
+from benchmarks import common, github_calls, index_speed, memory, peers, run, serving, serving_peers
+from benchmarks.debs import small_pool
 
 pytestmark = [
     pytest.mark.slow,
@@ -146,3 +148,67 @@ def test_byhash_path_takes_the_sha512_entry() -> None:
         b"SHA512:\n ffee 12 main/binary-amd64/Packages\n 0b0c 10 main/binary-amd64/Packages.xz\n"
     )
     assert serving.byhash_path(release) == "/dists/stable/main/binary-amd64/by-hash/SHA512/0b0c"
+
+
+@pytest.mark.skipif(bool(peers.missing_tools()), reason="needs reprepro and aptly (make bench-deps)")
+def test_peers_tiny(tmp_path: Path) -> None:
+    section = peers.run(n=4, big=None, reps=1, debian=False, workdir=tmp_path, log=quiet)
+    check_table(section)
+    assert section.headers == ["Publish", *(peers.HEADERS[t] for t in peers.TOOLS)]
+    assert [row[0].split(",")[0] for row in section.rows] == ["cold", "incremental"] * 2  # wall, then CPU
+    for row in section.rows:
+        assert number(row[1]) > 0
+        for cell in row[2:]:  # "0.123 s (ghapt 1.23x)"
+            assert number(cell) > 0 and re.search(r"\(ghapt \d+(\.\d+)?\u00d7\)$", cell), cell
+    load = section.data["loads"]["debian"]
+    assert load["n"] == 4
+    for kind in ("cold", "incremental"):
+        assert set(load[kind]) == set(peers.TOOLS)
+        assert all(len(times) == 1 and times[0] > 0 for times in load[kind].values())
+    # Every tool's output verified: signatures, Release hashes, one stanza per .deb, same packages.
+    assert section.data["verified"] is True, section.data["problems"]
+
+
+@pytest.mark.skipif(
+    bool(peers.missing_tools(serving_peers.NEEDS)), reason="needs nginx and ab (make bench-deps)"
+)
+def test_serving_peers_tiny() -> None:
+    section = serving_peers.run(n=3, requests=40, concurrency=4, reps=1, debian=False, log=quiet)
+    check_table(section)
+    assert len(section.rows) == len(serving_peers.PATHS)
+    for row in section.rows:
+        assert RATIO.match(row[3]) and RATIO.match(row[5]), row
+    assert section.data["checks"] == [] and section.data["failures"] == []
+    for per_server in section.data["median"].values():
+        assert set(per_server) == set(serving_peers.SERVERS)
+        assert all(v > 0 for v in per_server.values())
+
+
+def test_parse_ab() -> None:
+    report = (
+        "Complete requests:      4000\nFailed requests:        2\nNon-2xx responses:      3\n"
+        "Keep-Alive requests:    3990\nRequests per second:    2685.12 [#/sec] (mean)\n"
+    )
+    got = serving_peers.parse_ab(report)
+    assert (got.rps, got.complete, got.failed, got.non_2xx, got.keep_alive) == (2685.12, 4000, 2, 3, 3990)
+    assert serving_peers.parse_ab(report.replace("Non-2xx responses:      3\n", "")).non_2xx == 0
+
+
+def test_peers_verify_catches_a_bad_signature(tmp_path: Path) -> None:
+    keys = peers.make_keys(tmp_path)
+    try:
+        work = tmp_path / "repo"
+        work.mkdir()
+        debs = small_pool(work / "pool", 2)
+        subprocess.run(
+            ["bash", "-ec", peers.cold_script("apt-ftparchive", work, keys)],
+            cwd=work,
+            env=peers._env(keys.gnupghome),
+            check=True,
+        )
+        found, problems = peers.verify(work, keys.peers_keyring)
+        assert len(found) == len(debs) and problems == []
+        _, problems = peers.verify(work, keys.ghapt_keyring)  # another key: both signatures fail
+        assert [p.split(" ")[0] for p in problems] == ["InRelease", "Release.gpg"]
+    finally:
+        peers.stop_agent(keys)

@@ -58,7 +58,7 @@ class Condition:
 
 
 @dataclass(frozen=True)
-class Route:
+class RoutingRule:
     """One rule: its text as written (for reports), its conditions and its suites."""
 
     text: str
@@ -69,9 +69,9 @@ class Route:
         return all(c.matches(facts) for c in self.conditions)
 
 
-def parse_routes(text: str, *, prerelease_suite: str = "prerelease") -> tuple[Route, ...]:
+def parse_routes(text: str, *, prerelease_suite: str = "prerelease") -> tuple[RoutingRule, ...]:
     """The rules in ``text`` (empty: none). Raises ``RoutingError`` naming the bad rule."""
-    routes: list[Route] = []
+    routes: list[RoutingRule] = []
     for raw in re.split(r"[;\n]", text):
         rule = raw.strip()
         if rule:
@@ -79,7 +79,7 @@ def parse_routes(text: str, *, prerelease_suite: str = "prerelease") -> tuple[Ro
     return tuple(routes)
 
 
-def _parse_rule(rule: str, prerelease_suite: str) -> Route:
+def _parse_rule(rule: str, prerelease_suite: str) -> RoutingRule:
     lhs, arrow, rhs = rule.partition("->")
     if not arrow:
         raise RoutingError(
@@ -117,14 +117,14 @@ def _parse_rule(rule: str, prerelease_suite: str) -> Route:
                 f"rule {rule!r}: {suite!r} is a pre-release suite; route to {base!r} "
                 f"and pre-releases go to its -{prerelease_suite} twin on their own"
             )
-    return Route(" ".join(rule.split()), tuple(conditions), suites)
+    return RoutingRule(" ".join(rule.split()), tuple(conditions), suites)
 
 
 @dataclass(frozen=True)
 class Routing:
     """The rules with the suite names they need; ``suites_for`` places one asset."""
 
-    routes: tuple[Route, ...]
+    routes: tuple[RoutingRule, ...]
     default_suite: str
     prerelease_suite: str
     prereleases: bool  # whether the source has pre-releases at all (GitHub does, a folder does not)
@@ -151,7 +151,7 @@ class Routing:
         rest = sorted(set(named) - {self.default_suite})
         return (self.default_suite, *rest)
 
-    def suites_for(self, asset: Asset, deb: DebInfo) -> tuple[tuple[str, ...], tuple[Route, ...]]:
+    def suites_for(self, asset: Asset, deb: DebInfo) -> tuple[tuple[str, ...], tuple[RoutingRule, ...]]:
         """The suites ``asset`` goes to, and the rules that sent it there (none: its own suite)."""
         facts = asset_facts(asset, deb)
         matched = tuple(r for r in self.routes if r.matches(facts))

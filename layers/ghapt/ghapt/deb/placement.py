@@ -41,7 +41,7 @@ class Placement:
 
 
 def place(debs: Iterable[tuple[Asset, DebInfo]], routing: Routing, component: str) -> Placement:
-    """Route every asset, select within each suite, then give every content its own pool path."""
+    """RoutingRule every asset, select within each suite, then give every content its own pool path."""
     candidates: dict[str, list[IndexedAsset]] = {s: [] for s in routing.suites}
     used: set[str] = set()
     skipped: list[Skipped] = []

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import waitress
 from ghapt.bootstrap import Services
 from ghapt.local.gateway import ApiGateway
+from ghapt.local.runtime import LocalServer
 
 
 @dataclass
@@ -35,22 +35,13 @@ def serve(services: Services, *, clock: Callable[[], float] | None = None) -> It
         app = ApiGateway(services, access_log=log)
     else:
         app = ApiGateway(services, access_log=log, clock=clock)
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, server_name="127.0.0.1")
-    port = server.effective_port
-    closing = threading.Event()
-
-    def run() -> None:
-        try:
-            server.run()
-        except OSError:
-            if not closing.is_set():  # closing the sockets under the loop ends it this way
-                raise
-
-    thread = threading.Thread(target=run, daemon=True)
+    # The same server `ghapt serve` runs; its stop() closes every socket from inside its own
+    # loop, so a test does not wait out waitress's select timeout at teardown.
+    server = LocalServer(app, "127.0.0.1", 0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", app, log)
+        yield RunningServer(f"http://127.0.0.1:{server.port}", app, log)
     finally:
-        closing.set()
-        server.close()
+        server.stop()
         thread.join(timeout=5)

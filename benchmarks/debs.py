@@ -263,10 +263,18 @@ def write_small_deb(path: Path, control: str, files: dict[str, bytes]) -> Path:
 
 
 def small_pool(
-    root: Path, n: int, *, min_size: int = 200, max_size: int = 2_000, per_folder: int = 10, seed: int = 3
+    root: Path,
+    n: int,
+    *,
+    min_size: int = 200,
+    max_size: int = 2_000,
+    per_folder: int = 10,
+    seed: int = 3,
+    tag: str = "s",
 ) -> list[Path]:
-    """``n`` distinct packages, one version each, amd64 or ``all``, in ``root/<tag>/`` folders of
-    ``per_folder``; returns the paths in order (the last one is the natural "new" package).
+    """``n`` distinct packages, one version each, amd64 or ``all``, in ``root/<folder>/`` folders of
+    ``per_folder``; returns the paths in order. Names end in ``-<tag><i>``: pools with different
+    tags never share a name.
 
     Control files come from the real templates (as in ``plan``); payloads are random bytes of a
     log-uniform size. Distinct names keep every tool's index at ``n`` stanzas: reprepro keeps one
@@ -278,8 +286,8 @@ def small_pool(
         template = templates[i % len(templates)]
         source_field = _field(REAL[template], "Source")
         spec = DebSpec(
-            package=f"{template}-s{i:05d}",
-            source=f"{(source_field.split()[0] if source_field else template)}-s{i:05d}",
+            package=f"{template}-{tag}{i:05d}",
+            source=f"{(source_field.split()[0] if source_field else template)}-{tag}{i:05d}",
             version=f"{1 + i % 7}.{rng.randrange(30)}-{1 + rng.randrange(3)}",
             arch=("amd64", "amd64", "all")[i % 3],
             compression="gzip",
@@ -300,18 +308,21 @@ def small_pool(
 
 # --- real Debian packages, fetched once with apt-get download ---------------------------------
 REAL_CACHE = REPO_ROOT / ".ghapt" / "bench" / "debian-debs"
+SPARE = 10
 
 
-def debian_selection(count: int, *, min_size: int, max_size: int) -> list[str]:
+def debian_selection(
+    count: int, *, min_size: int, max_size: int, exclude: frozenset[str] = frozenset()
+) -> list[str]:
     """``count`` package names spread evenly over the sorted names apt knows (amd64 or ``all``,
-    ``min_size`` to ``max_size`` bytes): a deterministic sample of the configured archive."""
+    ``min_size`` to ``max_size`` bytes, not in ``exclude``): a deterministic sample of the archive."""
     dump = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
     sizes: dict[str, int] = {}
     for stanza in dump.split("\n\n"):
         fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", stanza, re.MULTILINE))
         if "Filename" in fields and fields.get("Architecture") in ("amd64", "all"):
             sizes[fields["Package"]] = int(fields.get("Size", "0"))
-    names = sorted(k for k, v in sizes.items() if min_size <= v <= max_size)
+    names = sorted(k for k, v in sizes.items() if min_size <= v <= max_size and k not in exclude)
     if len(names) < count:
         raise RuntimeError(f"apt knows only {len(names)} packages of {min_size}-{max_size} bytes")
     return [names[i * len(names) // count] for i in range(count)]
@@ -320,26 +331,33 @@ def debian_selection(count: int, *, min_size: int, max_size: int) -> list[str]:
 def fetch_debian_debs(
     n: int,
     *,
+    extra: int = 0,
     total: int = 400,
     cache: Path = REAL_CACHE,
     min_size: int = 20_000,
     max_size: int = 450_000,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
-    """``n`` real Debian .debs (an even subset of a fixed sample of ``total``), downloaded once with
-    ``apt-get download`` into ``cache`` and reused; sorted by package name.
+    """``n`` real Debian .debs (an even subset of a fixed sample of ``total``, sorted by name), then
+    ``extra`` more from a spare sample of ``SPARE`` others (the packages added to an existing
+    repository); downloaded once with ``apt-get download`` into ``cache`` and reused.
 
-    The sample's names are written to ``cache/selection.txt`` on first use, so later runs use
-    the same packages even after ``apt-get update``. Raises ``RuntimeError`` when apt cannot
-    fetch them (no mirror): callers fall back to synthetic packages."""
+    The samples' names are written to ``cache/selection.txt`` and ``cache/spare.txt`` on first
+    use, so later runs use the same packages even after ``apt-get update``. Raises
+    ``RuntimeError`` when apt cannot fetch them (no mirror): callers fall back to synthetic ones."""
+    if extra > SPARE:
+        raise ValueError(f"at most {SPARE} extra packages, not {extra}")
     cache.mkdir(parents=True, exist_ok=True)
-    listing = cache / "selection.txt"
-    if listing.exists():
-        sample = listing.read_text().split()
-    else:
+    listing, spares = cache / "selection.txt", cache / "spare.txt"
+    if not listing.exists():
         sample = debian_selection(total, min_size=min_size, max_size=max_size)
         listing.write_text("\n".join(sample) + "\n")
+    sample = listing.read_text().split()
+    if not spares.exists():
+        others = debian_selection(SPARE, min_size=min_size, max_size=max_size, exclude=frozenset(sample))
+        spares.write_text("\n".join(others) + "\n")
     wanted = [sample[i * len(sample) // n] for i in range(n)] if n < len(sample) else sample
+    wanted += spares.read_text().split()[:extra]
 
     def found() -> dict[str, Path]:
         return {p.name.split("_", 1)[0]: p for p in cache.glob("*.deb")}

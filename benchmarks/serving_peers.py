@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .common import Section, human_bytes, ratio
-from .debs import small_pool
-from .peers import PER_FOLDER, debian_workload, ghapt_command, missing_tools, skipped
+from .peers import PER_FOLDER, debian_workload, ghapt_command, missing_tools, skipped, synthetic_workload
 
 NEEDS = ("nginx", "ab", "htpasswd", "git", "tar")
 USER = "bench"
@@ -195,14 +194,8 @@ def ab(url: str, *, concurrency: int, requests: int) -> Load:
 # --- the run -----------------------------------------------------------------------------------
 def _prepare(tmp: Path, n: int, debian: bool, log: Log) -> tuple[Path, Path, Path, Path, str]:
     """Releases, a ghapt state with one user, the branch checkout and an htpasswd file."""
-    if debian:
-        load = debian_workload(n, tmp, log)
-        debs, label = load.debs, load.label
-    else:
-        debs, label = (
-            small_pool(tmp / "synthetic", n, min_size=20_000, max_size=200_000),
-            f"{n} synthetic debs",
-        )
+    load = debian_workload(n, 0, tmp, log) if debian else synthetic_workload(n, 0, tmp)
+    debs, label = load.debs, load.label
     releases, state, root = tmp / "releases", tmp / "state", tmp / "www"
     for i, deb in enumerate(debs):
         (releases / f"r{i // PER_FOLDER:05d}").mkdir(parents=True, exist_ok=True)

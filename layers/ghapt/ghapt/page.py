@@ -38,7 +38,7 @@ from ghapt.core.errors import GhaptError, NotFound
 from ghapt.core.layout import PAGE_FILE
 from ghapt.core.model import IndexedAsset
 from ghapt.core.settings import Settings
-from ghapt.serving import MAX_INLINE_BYTES, BranchCache, Reply, _not_modified, http_date
+from ghapt.serving import MAX_INLINE_BYTES, BranchCache, Reply, _not_modified
 
 PAGE_FORMAT = 1
 KEY_FILE = "/etc/apt/keyrings/ghapt.asc"
@@ -305,7 +305,7 @@ def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) ->
     etag = f'"{tag}"'
     reply_headers = {
         "ETag": etag,
-        "Last-Modified": http_date(snap.time),
+        "Last-Modified": snap.last_modified,
         # Revalidate each time: the commit shown changes with every rebuild; a 304 is cheap.
         "Cache-Control": "private, no-cache",
         "Content-Type": "text/html; charset=utf-8",

@@ -179,12 +179,17 @@ class Routes:
 
 def _reply(reply: Reply, method: str) -> HttpResponse:
     """The HTTP response of ``reply``; to HEAD, the same status and headers, with the length
-    the body would have had (RFC 9110) and no body."""
+    the body would have had (RFC 9110) and no body. A body whose base64 text the branch cache
+    already holds goes out as that text, instead of being encoded again by Powertools."""
     headers = dict(reply.headers)
     ctype = headers.pop("Content-Type", "application/octet-stream")
     if method == "HEAD":
         headers["Content-Length"] = str(len(reply.body))
         return Response(reply.status, ctype, b"", headers=headers)
+    if reply.body_base64 is not None and reply.body:
+        response: HttpResponse = Response(reply.status, ctype, reply.body_base64, headers=headers)
+        response.base64_encoded = True
+        return response
     return Response(reply.status, ctype, reply.body, headers=headers)
 
 

@@ -38,10 +38,15 @@ class LocalServer:
 
         import waitress
 
-        from ghapt.local.connections import CLEANUP_INTERVAL, ConnectionGuard, quiet_waitress_warnings
+        from ghapt.local.connections import (
+            CLEANUP_INTERVAL,
+            ConnectionGuard,
+            ThrottledLogger,
+            quiet_waitress_warnings,
+        )
         from ghapt.local.gateway import MAX_BODY
 
-        quiet_waitress_warnings()
+        limiter = quiet_waitress_warnings()
         self._map: dict[int, Any] = {}
         self._server: Any = waitress.create_server(
             app,
@@ -56,6 +61,8 @@ class LocalServer:
             cleanup_interval=CLEANUP_INTERVAL,
             max_request_body_size=MAX_BODY,
         )
+        dispatcher = self._server.task_dispatcher
+        dispatcher.queue_logger = ThrottledLogger(dispatcher.queue_logger, limiter)
         self.guard = ConnectionGuard(self._server, self._map, channel_timeout)
         self.guard.install()
 

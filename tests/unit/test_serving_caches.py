@@ -7,7 +7,6 @@ import base64
 import subprocess
 from pathlib import Path
 
-import ghapt.local.gitstore as gitstore
 import pytest
 from ghapt.local.gateway import DecodedBodies
 from ghapt.local.gitstore import LocalGitStore
@@ -111,7 +110,7 @@ def no_git(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
         calls.append(tuple(cmd))
         raise AssertionError(f"git process started: {cmd}")
 
-    monkeypatch.setattr(gitstore.subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "run", refuse)
     return calls
 
 
@@ -129,21 +128,21 @@ def test_head_is_read_without_a_git_process_loose_or_packed(
         started.append(args)
         return real_run(*args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(gitstore.subprocess, "run", counting)
+    monkeypatch.setattr(subprocess, "run", counting)
     reader = LocalGitStore(repo)
     assert [reader.head() for _ in range(5)] == [second] * 5
     assert started == []
 
-    monkeypatch.setattr(gitstore.subprocess, "run", real_run)
+    monkeypatch.setattr(subprocess, "run", real_run)
     _git(repo, "pack-refs", "--all", "--prune")  # the loose ref is gone: only packed-refs has it
     assert not (repo / "refs" / "heads" / "apt-metadata").exists()
-    monkeypatch.setattr(gitstore.subprocess, "run", counting)
+    monkeypatch.setattr(subprocess, "run", counting)
     assert [reader.head() for _ in range(5)] == [second] * 5
     assert started == []
 
-    monkeypatch.setattr(gitstore.subprocess, "run", real_run)
+    monkeypatch.setattr(subprocess, "run", real_run)
     third = store.commit_files(second, {"f": b"3"}, "three")  # a loose ref again, over the packed one
-    monkeypatch.setattr(gitstore.subprocess, "run", counting)
+    monkeypatch.setattr(subprocess, "run", counting)
     assert reader.head() == third
     assert started == []
 

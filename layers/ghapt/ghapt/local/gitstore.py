@@ -62,9 +62,12 @@ class LocalGitStore:
     # --- reading ----------------------------------------------------------------------------
     def head(self) -> str | None:
         """The branch head, read from the ref files and remembered with their stat: serving checks
-        it on every request, so an unchanged branch costs three ``stat`` calls and no git process
-        (a packed ref is read from ``packed-refs``; git answers only for other ref formats)."""
-        stamps = (_stamp(self._loose_ref), _stamp(self._packed_refs), _stamp(self._reftable))
+        it on every request, so an unchanged branch costs a ``stat`` call and no git process (a
+        packed ref is read from ``packed-refs``; git answers only for other ref formats)."""
+        loose_stamp = _stamp(self._loose_ref)
+        # A loose ref wins over the others; only without one do they matter.
+        reftable = None if loose_stamp else _stamp(self._reftable)
+        stamps = (loose_stamp,) if loose_stamp else (None, _stamp(self._packed_refs), reftable)
         known = self._head  # one read: another thread may replace it meanwhile
         if known is not None and known[0] == stamps:
             return known[1]
@@ -76,7 +79,7 @@ class LocalGitStore:
         if loose is not None and not _COMMIT_RE.match(loose):
             return self._rev_parse_head()  # a symbolic ref: its target may change under it
         head = loose or self._packed_head()
-        if head is None and stamps[2] is not None:
+        if head is None and reftable is not None:
             head = self._rev_parse_head()
         self._head = (stamps, head)
         return head

@@ -4,11 +4,13 @@ bodies and the local store's head; each bounded, and never serving anything stal
 from __future__ import annotations
 
 import base64
+import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from ghapt.local.gateway import DecodedBodies
+from ghapt.local.gateway import DecodedBodies, request_id
 from ghapt.local.gitstore import LocalGitStore
 from ghapt.serving import BranchCache, serve_dists
 
@@ -158,3 +160,21 @@ def test_a_store_without_the_branch_has_no_head_without_a_git_process(
     )
     assert LocalGitStore(repo).head() is None
     assert no_git == []
+
+
+def test_request_ids_are_unique_uuid_shaped_and_drawn_anew_in_a_forked_child() -> None:
+    ids = [request_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    shape = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
+    assert all(shape.fullmatch(i) for i in ids)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, then out at once
+        os.write(write_end, request_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 100).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert shape.fullmatch(child)
+    assert child[:24] != ids[0][:24]  # another process, another prefix: never the parent's ids

@@ -22,6 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -122,6 +123,21 @@ HttpResponse = Response[Any]
 View = Callable[[APIGatewayProxyEvent], HttpResponse]
 
 
+class _ResponseBuilder(ResponseBuilder):  # type: ignore[type-arg]
+    """Powertools' response builder, without a case-insensitive copy of every request header
+    to read ``Accept-Encoding`` when neither the route nor the response compresses."""
+
+    @staticmethod
+    def _has_compression_enabled(
+        route_compression: bool, response_compression: bool | None, event: Any
+    ) -> bool:
+        if not route_compression and not response_compression:
+            return False
+        # Powertools' own check, only where compression may apply.
+        check = ResponseBuilder._has_compression_enabled  # noqa: SLF001
+        return bool(check(route_compression, response_compression, event))
+
+
 class _OwnEventResolver(APIGatewayRestResolver):
     """Powertools' REST resolver with the event it resolves kept on the instance.
 
@@ -130,6 +146,10 @@ class _OwnEventResolver(APIGatewayRestResolver):
     come from its own request."""
 
     _own_event: APIGatewayProxyEvent | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._response_builder_class = _ResponseBuilder
 
     @property  # type: ignore[override]
     def current_event(self) -> APIGatewayProxyEvent:

@@ -18,7 +18,10 @@ import base64
 import fnmatch
 import functools
 import hashlib
+import io
+import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -44,7 +47,8 @@ API_ID = "ghaptlocal"
 SMALL_BODY = 64 * 1024  # routes that take no payload still get a little room
 READ_CHUNK = 64 * 1024
 DECODED_CACHE_BYTES = 32 * 1024 * 1024
-DECODED_MIN_TEXT = 4096  # smaller bodies decode faster than they are looked up
+DECODED_MIN_TEXT = 512  # smaller bodies decode faster than they are looked up
+WRAPPED_BODY = 16 * 1024  # bodies from this size on go to the server as a file (no copy)
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,25 @@ ROUTES = (
 )
 
 
-def request_id() -> str:
-    """A random id shaped like a UUID, as Lambda and API Gateway give each request; from the
-    ``random`` generator (reseeded in a forked child), as ``uuid4`` costs a system call."""
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
+class _RequestIds:
+    """Ids shaped like UUIDs, as Lambda and API Gateway give each request, unique in this
+    server: a random prefix drawn per process (again in a forked child) and a counter. A
+    ``uuid4`` per id costs a system call, twice per request."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        h = f"{random.SystemRandom().getrandbits(80):020x}"
+        self._prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-"
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) % (1 << 48):012x}"
+
+
+request_id = _RequestIds()
 
 
 class LambdaContext:
@@ -228,7 +246,7 @@ class ApiGateway:
                     return _text(start_response, status, message, extra)
             event["requestContext"]["authorizer"] = authorizer_context
             result = getattr(handlers, route.handler)(event, LambdaContext(route.handler))
-            return self._respond(result, method, start_response)
+            return self._respond(result, method, start_response, environ)
         except Exception:
             log.exception("local gateway error")
             return _text(start_response, 500, "internal error\n")
@@ -358,7 +376,9 @@ class ApiGateway:
                 self._policies.clear()
                 self._users_seen = version
 
-    def _respond(self, result: dict[str, Any], method: str, start_response: StartResponse) -> Iterable[bytes]:
+    def _respond(
+        self, result: dict[str, Any], method: str, start_response: StartResponse, environ: dict[str, Any]
+    ) -> Iterable[bytes]:
         status = int(result.get("statusCode", 500))
         headers: list[tuple[str, str]] = []
         for name, values in (result.get("multiValueHeaders") or {}).items():
@@ -375,6 +395,11 @@ class ApiGateway:
                 headers.append(("Content-Length", str(len(body))))
             body = b""
         start_response(_status_line(status), headers)
+        wrapper = environ.get("wsgi.file_wrapper")
+        if wrapper is not None and len(body) >= WRAPPED_BODY:
+            # The server then sends straight from the body (a BytesIO shares its bytes) rather
+            # than copying it into its output buffer first.
+            return wrapper(io.BytesIO(body), READ_CHUNK)  # type: ignore[no-any-return]
         return [body]
 
     # --- the local pool's own storage: signed URLs, served without credentials ------------------

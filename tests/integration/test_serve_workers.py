@@ -10,10 +10,14 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import requests
 from ghapt.auth.userfile import UserFile
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
+from ghapt.local.runtime import LocalRuntime
 
 from tests.support.debbuild import build_deb
 from tests.support.ghaptcli import run
@@ -158,3 +162,15 @@ def test_a_port_in_use_is_a_configuration_error_with_workers(tmp_path: Path) -> 
         )
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_serving_processes_split_the_connection_limit(tmp_path: Path) -> None:
+    releases, state = _world(tmp_path)
+    settings = Settings.from_env({}, releases_dir=releases, state_dir=state, port=0)
+    limits = []
+    for share, limit in ((1, 500), (3, 500), (8, 4)):
+        runtime = LocalRuntime(Services(replace(settings, connection_limit=limit), {}))
+        server = runtime.make_server(share=share)
+        limits.append(server.guard.limit)
+        server.stop()
+    assert limits == [500, 167, 4]  # never below 4: waitress counts its own two sockets in it

@@ -86,7 +86,8 @@ class Settings:
     connection_limit: int = _env(
         "GHAPT_CONNECTION_LIMIT",
         500,
-        "`ghapt serve`: open connections at most; when full, the longest-idle ones are closed first.",
+        "`ghapt serve`: open connections at most (split between its processes, 4 each at least); when "
+        "full, the longest-idle ones are closed first.",
     )
     channel_timeout: float = _env(
         "GHAPT_CHANNEL_TIMEOUT",

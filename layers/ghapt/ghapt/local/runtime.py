@@ -174,8 +174,10 @@ class LocalRuntime:
                 target=_reconcile, args=(self.services,), daemon=True, name="ghapt-reconcile"
             ).start()
 
-    def make_server(self, sockets: list[socket.socket] | None = None) -> LocalServer:
-        """The gateway of this runtime's services under waitress, on its own socket or ``sockets``."""
+    def make_server(self, sockets: list[socket.socket] | None = None, share: int = 1) -> LocalServer:
+        """The gateway of this runtime's services under waitress, on its own socket or ``sockets``;
+        one of ``share`` serving processes, which split the connection limit between them (at
+        least 4 each: waitress counts its listening socket and its wake-up pipe in the limit)."""
         from ghapt.local.gateway import ApiGateway
 
         settings = self.services.settings
@@ -185,7 +187,7 @@ class LocalRuntime:
                 settings.host,
                 settings.port,
                 threads=settings.threads,
-                connection_limit=settings.connection_limit,
+                connection_limit=max(4, -(-settings.connection_limit // share)),
                 channel_timeout=settings.channel_timeout,
                 sockets=sockets,
             )

@@ -166,7 +166,7 @@ class Supervisor:
 
         parent = self.runtime.services
         own = LocalRuntime(Services(parent.settings, parent.environ, on_github_call=parent.on_github_call))
-        server = own.make_server(self.sockets)
+        server = own.make_server(self.sockets, share=self.workers)
         signal.signal(signal.SIGTERM, lambda *_: server.stop())
         _stop_when_orphaned(self._pid, server.stop)
         server.run()

@@ -17,7 +17,6 @@ from ghapt.cli.options import (
     add_settings,
 )
 from ghapt.core.settings import Settings
-from ghapt.local.runtime import run_server
 
 _MTIME = 1_700_000_000
 
@@ -154,6 +153,8 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
             f"Browse it: {url}/ (login demo, the password in {secret_file})",
         ]
     )
+    from ghapt.local.runtime import run_server  # waitress and the gateway: only when serving
+
     run_server(services, banner=banner)
     return 0
 

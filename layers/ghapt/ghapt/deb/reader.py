@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol, cast
+from typing import IO, BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -131,11 +131,6 @@ def _hash_pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def _update_both(a: Any, b: Any, data: bytes) -> None:
-    a.update(data)
-    b.update(data)
-
-
 class _StreamSource:
     """Reads a stream forward, hashing every byte, so the digests cover the whole file."""
 
@@ -144,8 +139,9 @@ class _StreamSource:
         self.pos = 0
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha1 = hashlib.sha1(usedforsecurity=False)
+        # The three digests a Packages stanza lists (as dpkg-scanpackages writes it); SHA512 of
+        # every .deb would cost more CPU than the other three together and nothing reads it.
         self._sha256 = hashlib.sha256()
-        self._sha512 = hashlib.sha512()
         self._pending: Future[None] | None = None
 
     def read(self, n: int) -> bytes:
@@ -163,19 +159,20 @@ class _StreamSource:
         return data
 
     def _digest(self, data: bytes) -> None:
-        """Feed the four digests; big chunks are split over two threads (hashlib frees the GIL).
+        """Feed the three digests; big chunks are split over two threads (hashlib frees the GIL).
 
         At most one chunk is in flight, so memory stays at two chunks and order is kept."""
         if self._pending is not None:
             self._pending.result()
             self._pending = None
         if len(data) < _PARALLEL_HASH_MIN:
-            for h in (self._md5, self._sha1, self._sha256, self._sha512):
+            for h in (self._md5, self._sha1, self._sha256):
                 h.update(data)
             return
-        self._pending = _hash_pool().submit(_update_both, self._sha256, self._sha512, data)
-        self._md5.update(data)
+        # md5 is the slowest of the three: it runs on its own while this thread does the others.
+        self._pending = _hash_pool().submit(self._md5.update, data)
         self._sha1.update(data)
+        self._sha256.update(data)
 
     def skip(self, n: int) -> int:
         done = 0
@@ -200,7 +197,6 @@ class _StreamSource:
             sha256=self._sha256.hexdigest(),
             md5=self._md5.hexdigest(),
             sha1=self._sha1.hexdigest(),
-            sha512=self._sha512.hexdigest(),
         )
 
 

@@ -214,7 +214,7 @@ class Indexer:
         )
         new_record = self._record(suites, reading.bad, _lost(reading.debs, suites, conflicts), files)
         files[ASSETS_FILE] = _dump_json(new_record)
-        files[POOL_FILE] = _dump_json(_pool_manifest(suites))
+        files[POOL_FILE] = _dump_json(_pool_manifest(suites), levels=1)
         files[SUITES_FILE] = _dump_json(suites_listing(routing, files))
         files.update(page_files(suites, self.settings, self.signer.fingerprint))
 
@@ -557,8 +557,21 @@ def _load_json(store: MetadataStore, head: str | None, path: str) -> dict[str, A
     return value if isinstance(value, dict) else {}
 
 
-def _dump_json(value: Any) -> bytes:
-    return (json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
+def _dump_json(value: Any, levels: int = 2) -> bytes:
+    """Sorted JSON with one entry per line for the first ``levels`` levels of objects, so a diff
+    of the branch names the asset that changed. Below that, compact: ``indent`` would force
+    Python's pure-Python encoder (about 0.1 s for 400 records), compact output uses the C one."""
+    return (_json_lines(value, levels) + "\n").encode()
+
+
+def _json_lines(value: Any, levels: int) -> str:
+    if levels <= 0 or not isinstance(value, dict) or not value:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    entries = sorted(value.items(), key=lambda kv: str(kv[0]))
+    inner = ",\n".join(
+        f"{json.dumps(str(k), ensure_ascii=False)}:{_json_lines(v, levels - 1)}" for k, v in entries
+    )
+    return "{\n" + inner + "\n}"
 
 
 def _commit_message(result: RebuildResult, suites: Mapping[str, list[IndexedAsset]]) -> str:

@@ -97,6 +97,15 @@ class Keys:
     ghapt_keyring: Path
 
 
+def compile_bytecode() -> None:
+    """What ``pip install`` does for an installed package: ghapt's modules compiled to .pyc once.
+
+    An editable install under ``PYTHONDONTWRITEBYTECODE`` (set on these machines) would
+    otherwise compile every module again in every timed run; the peers are compiled C."""
+    package = REPO_ROOT / "layers" / "ghapt" / "ghapt"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True, capture_output=True)
+
+
 def make_keys(tmp: Path) -> Keys:
     home = tmp / "gnupg"
     home.mkdir(mode=0o700)
@@ -511,6 +520,7 @@ def run(
     keys = None
     try:
         t0 = time.perf_counter()
+        compile_bytecode()
         keys = make_keys(tmp)
         log(f"  RSA-3072 keys for the peers and ghapt made in {time.perf_counter() - t0:.1f} s (untimed)")
         loads = [debian_workload(n, reps, tmp, log) if debian else synthetic_workload(n, reps, tmp)]

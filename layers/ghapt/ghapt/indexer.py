@@ -37,6 +37,7 @@ from ghapt.core.layout import (
     GENERATIONS_FILE,
     POOL_FILE,
     RECORD_VERSION,
+    SEGMENTS_FILE,
     SUITES_FILE,
     git_blob_id,
 )
@@ -44,6 +45,7 @@ from ghapt.core.model import Asset, DebInfo, Hashes, IndexedAsset, Skipped
 from ghapt.core.ports import MetadataStore, ReleaseSource, Signer
 from ghapt.core.routing import Routing, suites_listing
 from ghapt.core.settings import Settings
+from ghapt.deb.compression import PackagesCompressor, Piece, SegmentCache
 from ghapt.deb.dists import build_dists, byhash_paths
 from ghapt.deb.placement import place
 from ghapt.page import page_files
@@ -139,6 +141,7 @@ class Indexer:
         self.monotonic = monotonic
         self.workers = workers
         self._read_cache: dict[tuple[str, str], DebInfo | BadDebError] = {}
+        self._segments: dict[tuple[str, str], Piece] = {}  # compressed segments of the last build
 
     # ---------------------------------------------------------------------------------------
     def rebuild(
@@ -203,6 +206,7 @@ class Indexer:
 
         now = self.clock().replace(microsecond=0)
         valid_until = now + timedelta(days=self.settings.valid_days) if self.settings.valid_days else None
+        compressor = self._compressor(head, head_files)
         files = build_dists(
             suites,
             component=self.settings.component,
@@ -211,7 +215,10 @@ class Indexer:
             label=self.settings.label,
             date=now,
             valid_until=valid_until,
+            compressor=compressor,
         )
+        self._segments = {k: v for k, v in compressor.cache.memory.items() if k in compressor.used}
+        files[SEGMENTS_FILE] = _dump_json(compressor.tables, levels=1)
         new_record = self._record(suites, reading.bad, _lost(reading.debs, suites, conflicts), files)
         files[ASSETS_FILE] = _dump_json(new_record)
         files[POOL_FILE] = _dump_json(_pool_manifest(suites), levels=1)
@@ -294,6 +301,18 @@ class Indexer:
             extra={"commit": result.commit, "changes": len(changes), "remaining": result.remaining},
         )
         return result
+
+    def _compressor(self, head: str | None, head_files: Mapping[str, str]) -> PackagesCompressor:
+        """A compressor that reuses the segments of this process's last build and of the head's index."""
+        previous = _load_json(self.store, head, SEGMENTS_FILE) if SEGMENTS_FILE in head_files else {}
+        tables = {p: rows for p, rows in previous.items() if p in head_files and isinstance(rows, list)}
+
+        def read(path: str) -> bytes | None:
+            return self.store.read_file(head, path) if head else None
+
+        cache = SegmentCache(tables, read)
+        cache.memory.update(self._segments)
+        return PackagesCompressor(cache)
 
     # ---------------------------------------------------------------------------------------
     def _triage(

@@ -97,7 +97,7 @@ class Doctor:
         self.auth = auth
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
-        self.session = _requests().Session()
+        self.session: requests.Session = _requests().Session()
         self.session.trust_env = False
         self.report = Report()
 

@@ -9,9 +9,7 @@ and names for ``CTRL_INDEX_PKG``); the tests compare against the real tool byte 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import lzma
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from debian.debian_support import Version
 from ghapt.core.errors import BadDebError
 from ghapt.core.layout import MAX_INDEX_FILE_BYTES
 from ghapt.core.model import DebInfo, IndexedAsset, Skipped
+from ghapt.deb.compression import PackagesCompressor
 from ghapt.deb.control import PERL_BLANKS, render_stanza, version_problem
 
 # Names that are safe as pool path segments (a hostile control file must not leave the pool).
@@ -177,15 +176,6 @@ def packages_for_arch(entries: Iterable[IndexedAsset], arch: str) -> bytes:
     return b"".join(render_stanza(e.deb, e.pool_path) + b"\n" for e in _arch_entries(entries, arch))
 
 
-def gzip_bytes(data: bytes) -> bytes:
-    """Reproducible gzip: mtime 0 and no file name in the header."""
-    return gzip.compress(data, compresslevel=9, mtime=0)
-
-
-def xz_bytes(data: bytes) -> bytes:
-    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
-
-
 def rfc1123(when: datetime) -> str:
     """``Sat, 27 Nov 2026 02:00:00 UTC``, independent of the locale. Naive times are refused."""
     if when.tzinfo is None or when.utcoffset() is None:
@@ -238,8 +228,12 @@ def build_dists(
     date: datetime,
     valid_until: datetime | None = None,
     max_file_bytes: int | None = None,
+    compressor: PackagesCompressor | None = None,
 ) -> dict[str, bytes]:
     """Every index file of every suite, path -> bytes, with by-hash copies and an unsigned Release.
+
+    ``compressor`` makes the .xz and .gz files (and keeps the table of their segments for the
+    next build to reuse); a fresh one compresses everything.
 
     Release lists ``Packages``, ``.gz`` and ``.xz`` of each architecture, but a file over
     ``max_file_bytes`` (too large for one Lambda response) is left out of the tree, by-hash
@@ -269,8 +263,9 @@ def build_dists(
         f"Components: {component}",
     ]
     files: dict[str, bytes] = {}
+    compressor = compressor if compressor is not None else PackagesCompressor()
     for suite in sorted(suites):
-        listed = _packages_files(suites[suite], component, arches)
+        listed = _packages_files(suites[suite], component, arches, compressor, f"dists/{suite}/")
         for rel, data in listed.items():
             if len(data) <= max_file_bytes:
                 files[f"dists/{suite}/{rel}"] = data
@@ -321,17 +316,21 @@ def _check_names(
 
 
 def _packages_files(
-    entries: Sequence[IndexedAsset], component: str, arches: Sequence[str]
+    entries: Sequence[IndexedAsset],
+    component: str,
+    arches: Sequence[str],
+    compressor: PackagesCompressor,
+    prefix: str,
 ) -> dict[str, bytes]:
     """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once."""
     ordered = _sorted_entries(entries)
     stanzas = {id(e): render_stanza(e.deb, e.pool_path) + b"\n" for e in ordered}
     listed: dict[str, bytes] = {}
     for arch in arches:
-        packages = b"".join(stanzas[id(e)] for e in _arch_entries(ordered, arch))
+        pairs = [(_pva(e.deb)[0], stanzas[id(e)]) for e in _arch_entries(ordered, arch)]
         folder = f"{component}/binary-{arch}"
-        for name, data in zip(
-            PACKAGES_FILES, (packages, gzip_bytes(packages), xz_bytes(packages)), strict=True
-        ):
+        out = compressor.compress(pairs)
+        compressor.table_for(f"{prefix}{folder}/Packages.xz", f"{prefix}{folder}/Packages.gz", out)
+        for name, data in zip(PACKAGES_FILES, (out.plain, out.gz, out.xz), strict=True):
             listed[f"{folder}/{name}"] = data
     return listed

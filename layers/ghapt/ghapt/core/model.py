@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 # A control paragraph in file order: (field name as written, value). The value keeps
 # continuation lines verbatim, joined with "\n"; only the first line's leading blank is gone.
@@ -28,25 +29,29 @@ class DebInfo:
     hashes: Hashes
 
     def field(self, name: str) -> str | None:
-        lname = name.lower()
-        for key, value in self.control:
-            if key.lower() == lname:
-                return value
-        return None
+        return self._fields.get(name.lower())
 
-    @property
+    @cached_property
+    def _fields(self) -> dict[str, str]:
+        """The first value of each field by lowercased name: sorting 10,000 packages asks often."""
+        found: dict[str, str] = {}
+        for key, value in self.control:
+            found.setdefault(key.lower(), value)
+        return found
+
+    @cached_property
     def package(self) -> str:
         return self.field("Package") or ""
 
-    @property
+    @cached_property
     def version(self) -> str:
         return self.field("Version") or ""
 
-    @property
+    @cached_property
     def architecture(self) -> str:
         return self.field("Architecture") or ""
 
-    @property
+    @cached_property
     def source(self) -> str:
         """Source package name (without a "(version)" suffix); the package itself when absent."""
         src = self.field("Source")

@@ -893,3 +893,16 @@ def test_a_200_mb_sparse_deb_file_in_bounded_memory(tmp_path: Path) -> None:
     assert result[0].size == path.stat().st_size == 8 + len(DEBIAN_BINARY) + len(CONTROL_GZ) + 60 + size
     with path.open("rb") as f:
         assert result[0].hashes.sha1 == hashlib.file_digest(f, "sha1").hexdigest()
+
+
+def test_tar_header_checksums_are_accepted_as_unsigned_or_as_old_signed_sums() -> None:
+    from ghapt.deb.reader import _tar_checksum_ok
+
+    block = bytearray(512)
+    block[:12] = "./contrôl".encode()  # two bytes above 127
+    rest = bytes(block[:148] + block[156:])
+    unsigned = sum(rest) + 8 * 0x20
+    signed = unsigned - 256 * sum(1 for b in rest if b > 127)
+    for value, ok in ((unsigned, True), (signed, True), (unsigned + 1, False), (signed - 256, False)):
+        block[148:156] = b"%06o\0 " % value
+        assert _tar_checksum_ok(bytes(block)) is ok, value

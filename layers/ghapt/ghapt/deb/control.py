@@ -84,9 +84,12 @@ def _field_name_problem(field: str) -> str | None:
         return f"field name {field!r} starts with '-'"
     if field[0] == "#":
         return f"field name {field!r} starts with '#' (a .deb control file has no comments)"
-    if any(not "!" <= c <= "~" for c in field):
+    if not _FIELD_NAME_RE.fullmatch(field):
         return f"field name {field!r} has a blank or a character that is not printable ASCII"
     return None
+
+
+_FIELD_NAME_RE = re.compile(r"[!-~]+", re.ASCII)  # printable ASCII, no blank
 
 
 _PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+", re.ASCII)

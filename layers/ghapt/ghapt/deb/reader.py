@@ -598,9 +598,17 @@ def _tar_number(field: bytes) -> int | None:
 
 def _tar_checksum_ok(block: bytes) -> bool:
     stored = _tar_number(block[148:156])
-    unsigned = sum(block[:148]) + 8 * 0x20 + sum(block[156:])
-    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
-    return stored is not None and stored in (unsigned, signed)
+    if stored is None:
+        return False
+    rest = block[:148] + block[156:]
+    unsigned = sum(rest) + 8 * 0x20
+    if stored == unsigned:
+        return True
+    # Old tars summed signed chars: every byte above 127 counts 256 less.
+    return stored == unsigned - 256 * (len(rest) - len(rest.translate(None, _HIGH_BYTES)))
+
+
+_HIGH_BYTES = bytes(range(128, 256))
 
 
 def _pax_records(meta: bytes) -> dict[bytes, bytes] | None:

@@ -476,7 +476,7 @@ def _deb_record(asset: Asset, deb: DebInfo) -> dict[str, Any]:
         "suite": asset.suite,
         "size": deb.size,
         "hashes": {k: v for k, v in vars(deb.hashes).items() if v},
-        "control": [list(kv) for kv in deb.control],
+        "control": deb.control,  # tuples are JSON arrays: no copy
     }
 
 

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -268,6 +267,8 @@ class Doctor:
     def _check_dates(self, release: Any, prefix: str) -> None:
         name = prefix + "dates"
         now = self.clock()
+        from email.utils import parsedate_to_datetime  # only doctor needs it: the other commands start faster
+
         try:
             date = parsedate_to_datetime(release["Date"]).timestamp()
             until = (

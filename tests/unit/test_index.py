@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import itertools
@@ -11,6 +12,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 from debian.deb822 import Packages, Release
+from debian.debian_support import Version
 from ghapt.core.errors import BadDebError
 from ghapt.core.model import Asset, Control, DebInfo, Hashes, IndexedAsset
 from ghapt.deb.control import parse_control, render_stanza
@@ -34,6 +37,7 @@ from ghapt.deb.reader import read_deb_path
 
 from tests.support import realcontrols
 from tests.support.debbuild import build_deb
+from tests.support.dpkgversions import dpkg_binary_compare, dpkg_perl_compare, random_version
 
 DATE = datetime(2026, 11, 27, 2, 0, 0, tzinfo=UTC)
 T = TypeVar("T")
@@ -519,6 +523,60 @@ def test_conflicts_left_in_are_refused() -> None:
     # The same bytes in both suites are fine.
     same = fake("foo", "1.0")
     assert "dists/prerelease/Release" in _build({"stable": [same], "prerelease": [same]})
+
+
+def test_conflicts_left_in_are_refused_whatever_hides_them() -> None:
+    # dpkg-equal versions under two pool paths
+    with pytest.raises(ValueError, match=r"select_entries.*different contents"):
+        _build({"stable": [fake("foo", "1.0", content="a"), fake("foo", "1.00", content="b")]})
+    # An invalid version left in
+    bad = replace(
+        fake("foo", "1.0"),
+        deb=replace(
+            fake("foo", "1.0").deb,
+            control=(("Package", "foo"), ("Version", "1.0 beta"), ("Architecture", "amd64")),
+        ),
+    )
+    with pytest.raises(ValueError, match=r"select_entries.*not a valid Debian version"):
+        _build({"stable": [bad]})
+    # 2.0 and 1:2.0 share a pool path; 1:2.0 and 1:2.00 are equal to dpkg. With the same sha256
+    # for the first two (made up: real debs of two versions differ), one of them is a mere copy,
+    # but 1:2.0 and 1:2.00 would still be two contents of one version in the index.
+    plain = fake("foo", "2.0", content="a", release="v1")
+    epoch = replace(
+        fake("foo", "1:2.0", release="v2"), deb=replace(fake("foo", "1:2.0").deb, hashes=plain.deb.hashes)
+    )
+    equal = fake("foo", "1:2.00", content="c", release="v3")
+    with pytest.raises(ValueError, match="select_entries"):
+        _build({"stable": [plain, epoch, equal]})
+
+
+def test_hundreds_of_versions_are_listed_in_dpkg_order_whatever_the_input_order() -> None:
+    rng = random.Random(3)  # noqa: S311 (test data, nothing secret)
+    versions = list(dict.fromkeys(random_version(rng) for _ in range(600)))
+    assert any("~" in v for v in versions) and any(":" in v for v in versions)
+    entries = [fake(p, v, a, content=v) for v in versions for p, a in (("foo", "amd64"), ("bar", "all"))]
+    kept, skipped = select_entries(shuffled(entries, 1))
+    assert len(kept) > 500 and skipped  # dpkg-equal versions (1.0, 1.00) of different contents clash
+    files = _build({"stable": kept}, architectures=["amd64"])
+    packages = files["dists/stable/main/binary-amd64/Packages"]
+    for seed in range(3):
+        assert _build({"stable": shuffled(kept, seed)}, architectures=["amd64"]) == files
+    listed = [
+        (p["Package"], p["Version"]) for p in Packages.iter_paragraphs(packages.decode(), use_apt_pkg=False)
+    ]
+    assert len(listed) == len(kept)
+    assert [p for p, _ in listed] == sorted(p for p, _ in listed)
+    for package in ("bar", "foo"):
+        order = [v for p, v in listed if p == package]
+        assert order == sorted(order, key=functools.cmp_to_key(_debian_cmp))
+        assert set(dpkg_binary_compare(list(itertools.pairwise(order))[:150])) == {-1}
+        assert set(dpkg_perl_compare(list(itertools.pairwise(order)))) == {-1}
+
+
+def _debian_cmp(a: str, b: str) -> int:
+    va, vb = Version(a), Version(b)
+    return int(va > vb) - int(va < vb)
 
 
 @pytest.mark.parametrize(

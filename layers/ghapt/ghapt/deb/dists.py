@@ -15,13 +15,13 @@ import lzma
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-
-from debian.debian_support import Version
+from operator import itemgetter
 
 from ghapt.core.errors import BadDebError
 from ghapt.core.layout import MAX_INDEX_FILE_BYTES
 from ghapt.core.model import DebInfo, IndexedAsset, Skipped
 from ghapt.deb.control import PERL_BLANKS, render_stanza, version_problem
+from ghapt.deb.versions import VersionKey, version_key
 
 # Names that are safe as pool path segments (a hostile control file must not leave the pool).
 _SAFE_PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]*$")
@@ -75,9 +75,16 @@ def _pva(deb: DebInfo) -> tuple[str, str, str]:
 # --- selection -----------------------------------------------------------------------------
 
 
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
+
+# package, Debian version, architecture, pool path, preference: the index order (see _entry_key)
+EntryKey = tuple[str, VersionKey, str, str, tuple[object, ...]]
+_first = itemgetter(0)
+
+
 def _natural(text: str) -> tuple[tuple[int, str], ...]:
     """Digits compared as numbers: tag v1.9 before v1.10, asset id 99 before 123."""
-    parts = re.split(r"([0-9]+)", text)
+    parts = _DIGIT_RUNS.split(text)
     return tuple((int(p), p) if i % 2 else (0, p) for i, p in enumerate(parts))
 
 
@@ -90,14 +97,20 @@ def _preference(entry: IndexedAsset) -> tuple[object, ...]:
     return (_natural(a.release), _natural(a.name), _natural(a.key), entry.deb.hashes.sha256)
 
 
-def _entry_key(entry: IndexedAsset) -> tuple[object, ...]:
-    """Index order: package, Debian version order, architecture, pool path."""
-    package, version, arch = _pva(entry.deb)
-    return (package, Version(version), arch, entry.pool_path, _preference(entry))
+def _entry_key(entry: IndexedAsset, pva: tuple[str, str, str]) -> EntryKey:
+    """Index order: package, Debian version order, architecture, pool path, then preference.
+
+    Plain tuples (``version_key``), so a sort compares them natively; callers compute each
+    entry's key once. ``pva`` is ``_pva(entry.deb)``, with a valid version (``_invalid``)."""
+    package, version, arch = pva
+    return (package, version_key(version), arch, entry.pool_path, _preference(entry))
 
 
-def _sorted_entries(entries: Iterable[IndexedAsset]) -> list[IndexedAsset]:
-    return sorted(entries, key=_entry_key)
+def _index_order(entries: Iterable[IndexedAsset]) -> list[tuple[EntryKey, IndexedAsset]]:
+    """Entries with their keys, in index order: one key per entry, one sort."""
+    keyed = [(_entry_key(e, _pva(e.deb)), e) for e in entries]
+    keyed.sort(key=_first)
+    return keyed
 
 
 def _describe(entry: IndexedAsset) -> str:
@@ -105,8 +118,8 @@ def _describe(entry: IndexedAsset) -> str:
     return f"{a.name} (release {a.release}, {a.key})"
 
 
-def _invalid(entry: IndexedAsset) -> str | None:
-    package, version, arch = _pva(entry.deb)
+def _invalid(package: str, version: str, arch: str) -> str | None:
+    """Why an entry with this Package/Version/Architecture (``_pva``) cannot be indexed, or None."""
     if not package or not arch:
         return "the control file lacks Package or Architecture"
     if version_problem(version):
@@ -123,32 +136,34 @@ def select_entries(candidates: Iterable[IndexedAsset]) -> tuple[list[IndexedAsse
     are a conflict: the preferred entry (see ``_preference``) is kept and the other one is
     returned as Skipped naming both. The result does not depend on the input order and is
     sorted by package, Debian version, architecture and pool path."""
-    kept: list[IndexedAsset] = []
+    kept: list[tuple[EntryKey, IndexedAsset]] = []
     skipped: list[Skipped] = []
     by_path: dict[str, IndexedAsset] = {}
-    by_name: dict[tuple[str, str], list[IndexedAsset]] = {}
-    for entry in sorted(candidates, key=_preference):
-        problem = _invalid(entry)
+    # (Package, Architecture, version key) -> the kept entry and its version as written
+    by_version: dict[tuple[str, str, VersionKey], tuple[IndexedAsset, str]] = {}
+    ranked = [(_preference(e), e) for e in candidates]
+    ranked.sort(key=_first)
+    for preference, entry in ranked:
+        deb = entry.deb
+        package, version, arch = _pva(deb)
+        problem = _invalid(package, version, arch)
         if problem:
             skipped.append(Skipped(entry.asset, problem))
             continue
-        deb = entry.deb
-        package, version, arch = _pva(deb)
+        vkey = version_key(version)
         clash, why = None, ""
-        for other in by_name.get((package, arch), []):
-            other_version = _pva(other.deb)[1]
-            if Version(other_version) == Version(version):
-                clash = other
-                why = f"same Package/Version/Architecture {package} {version} {arch}"
-                if other_version != version:
-                    why += f" (dpkg treats {other_version} and {version} as equal)"
-                break
+        same = by_version.get((package, arch, vkey))
+        if same is not None:
+            clash, other_version = same
+            why = f"same Package/Version/Architecture {package} {version} {arch}"
+            if other_version != version:
+                why += f" (dpkg treats {other_version} and {version} as equal)"
         if clash is None and entry.pool_path in by_path:
             clash, why = by_path[entry.pool_path], f"same pool path {entry.pool_path}"
         if clash is None:
-            kept.append(entry)
+            kept.append(((package, vkey, arch, entry.pool_path, preference), entry))
             by_path[entry.pool_path] = entry
-            by_name.setdefault((package, arch), []).append(entry)
+            by_version[(package, arch, vkey)] = (entry, version)
         elif clash.deb.hashes.sha256 != deb.hashes.sha256:
             skipped.append(
                 Skipped(
@@ -159,14 +174,16 @@ def select_entries(candidates: Iterable[IndexedAsset]) -> tuple[list[IndexedAsse
                 )
             )
         # else: the same bytes published twice; one copy is enough.
-    return _sorted_entries(kept), skipped
+    kept.sort(key=_first)
+    return [e for _, e in kept], skipped
 
 
 # --- Packages and dists/ -------------------------------------------------------------------
 
 
 def _arch_entries(entries: Iterable[IndexedAsset], arch: str) -> list[IndexedAsset]:
-    return [e for e in _sorted_entries(entries) if _pva(e.deb)[2] in (arch, "all")]
+    """The entries of ``arch`` and ``all``, in the order given (already index order: no sort)."""
+    return [e for e in entries if e.deb.architecture.strip(PERL_BLANKS) in (arch, "all")]
 
 
 def packages_for_arch(entries: Iterable[IndexedAsset], arch: str) -> bytes:
@@ -174,7 +191,8 @@ def packages_for_arch(entries: Iterable[IndexedAsset], arch: str) -> bytes:
 
     Framed like dpkg-scanpackages (each stanza ends with a blank line); entries are sorted
     here, so the same set of entries always gives the same bytes."""
-    return b"".join(render_stanza(e.deb, e.pool_path) + b"\n" for e in _arch_entries(entries, arch))
+    ordered = [e for _, e in _index_order(entries)]
+    return b"".join(render_stanza(e.deb, e.pool_path) + b"\n" for e in _arch_entries(ordered, arch))
 
 
 def gzip_bytes(data: bytes) -> bytes:
@@ -213,19 +231,67 @@ def byhash_paths(files: Mapping[str, bytes]) -> set[str]:
     return {p for p in files if "/by-hash/" in p}
 
 
-def _check_pool(suites: Mapping[str, Sequence[IndexedAsset]]) -> None:
-    """The pool is shared by every suite: one pool path must name one content everywhere."""
+def _index_orders(suites: Mapping[str, Sequence[IndexedAsset]]) -> dict[str, list[IndexedAsset]]:
+    """Each suite's entries in index order (keyed and sorted once), checked for conflicts left in.
+
+    Within a suite, whatever ``select_entries`` would have left out (an invalid entry, two
+    contents under one pool path or under dpkg-equal versions of one Package/Architecture)
+    raises ``ValueError``. The pool is shared by every suite: one pool path must name one
+    content everywhere. Identical entries given twice are not a conflict."""
+    ordered: dict[str, list[IndexedAsset]] = {}
     owner: dict[str, IndexedAsset] = {}
     for suite in sorted(suites):
-        kept, lost = select_entries(suites[suite])
-        if lost:
-            raise ValueError(f"suite {suite}: run select_entries first: " + "; ".join(s.reason for s in lost))
-        for entry in kept:
+        keyed: list[tuple[EntryKey, IndexedAsset]] = []
+        problems: list[str] = []
+        for entry in suites[suite]:
+            pva = _pva(entry.deb)
+            problem = _invalid(*pva)
+            if problem:
+                problems.append(f"{_describe(entry)}: {problem}")
+            else:
+                keyed.append((_entry_key(entry, pva), entry))
+        if problems:
+            raise ValueError(f"suite {suite}: run select_entries first: " + "; ".join(problems))
+        keyed.sort(key=_first)
+        conflicts = _conflicts(keyed)
+        if conflicts:
+            raise ValueError(f"suite {suite}: run select_entries first: " + "; ".join(conflicts))
+        for _, entry in keyed:
             first = owner.setdefault(entry.pool_path, entry)
             if first.deb.hashes.sha256 != entry.deb.hashes.sha256:
                 raise ValueError(
                     f"{entry.pool_path} is {_describe(first)} and {_describe(entry)} with different contents"
                 )
+        ordered[suite] = [e for _, e in keyed]
+    return ordered
+
+
+def _conflicts(keyed: Sequence[tuple[EntryKey, IndexedAsset]]) -> list[str]:
+    """Different contents under one pool path, or under dpkg-equal versions, in one suite.
+
+    ``keyed`` is in index order, so dpkg-equal versions of one Package/Architecture (equal
+    version keys) are neighbours; pool paths (``1:2.0`` and ``2.0`` share one) go by a dict."""
+    found: list[str] = []
+    group: tuple[object, ...] | None = None
+    group_first: IndexedAsset | None = None
+    by_path: dict[str, IndexedAsset] = {}
+    for key, entry in keyed:
+        sha = entry.deb.hashes.sha256
+        if key[:3] != group or group_first is None:
+            group, group_first = key[:3], entry
+        elif group_first.deb.hashes.sha256 != sha:
+            found.append(
+                f"conflict: {_describe(group_first)} and {_describe(entry)} have the same "
+                f"Package/Version/Architecture {key[0]} {_pva(entry.deb)[1]} {key[2]} but different contents"
+            )
+            continue  # the same pool path too, most likely: one message is enough
+        first = by_path.setdefault(entry.pool_path, entry)
+        if first.deb.hashes.sha256 != sha:
+            found.append(
+                f"conflict: {_describe(first)} and {_describe(entry)} have the same pool path "
+                f"{entry.pool_path} but different contents"
+            )
+    return found
 
 
 def build_dists(
@@ -257,7 +323,7 @@ def build_dists(
     origin, label = _one_line("Origin", origin), _one_line("Label", label)
     if valid_until is not None and valid_until <= date:
         raise ValueError("Valid-Until must be after Date")
-    _check_pool(suites)
+    suites = _index_orders(suites)  # each suite sorted once, conflicts left in refused
     head = [f"Origin: {origin}", f"Label: {label}"]
     tail = [f"Date: {rfc1123(date)}"]
     if valid_until is not None:
@@ -323,8 +389,10 @@ def _check_names(
 def _packages_files(
     entries: Sequence[IndexedAsset], component: str, arches: Sequence[str]
 ) -> dict[str, bytes]:
-    """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once."""
-    ordered = _sorted_entries(entries)
+    """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once.
+
+    ``entries`` are in index order already (``_index_orders``): nothing is sorted here."""
+    ordered = entries
     stanzas = {id(e): render_stanza(e.deb, e.pool_path) + b"\n" for e in ordered}
     listed: dict[str, bytes] = {}
     for arch in arches:

@@ -22,9 +22,10 @@ import pytest
 from debian.deb822 import Packages, Release
 from debian.debian_support import Version
 from ghapt.core.errors import BadDebError
-from ghapt.core.model import Asset, Control, DebInfo, Hashes, IndexedAsset
-from ghapt.deb.control import parse_control, render_stanza
+from ghapt.core.model import Asset, Control, DebInfo, Hashes, IndexedAsset, Skipped
+from ghapt.deb.control import parse_control, render_stanza, version_problem
 from ghapt.deb.dists import (
+    _preference,
     build_dists,
     byhash_paths,
     packages_for_arch,
@@ -370,6 +371,76 @@ def test_an_invalid_version_is_skipped_not_fatal() -> None:
     assert kept == [good]
     assert [s.asset for s in skipped] == [bad.asset]
     assert "not a valid Debian version" in skipped[0].reason
+
+
+def _reference_selection(candidates: list[IndexedAsset]) -> tuple[list[IndexedAsset], list[Skipped]]:
+    """The selection rule spelt out plainly: in preference order, keep what clashes with nothing
+    kept, merge identical copies, skip conflicts; index order by python-debian's Version.
+
+    The entries have no blanks around Package, Version and Architecture."""
+    kept: list[IndexedAsset] = []
+    skipped: list[Skipped] = []
+    for entry in sorted(candidates, key=_preference):
+        version = entry.deb.version
+        if version_problem(version):
+            skipped.append(Skipped(entry.asset, "invalid"))
+            continue
+        same_version = [
+            k
+            for k in kept
+            if (k.deb.package, k.deb.architecture) == (entry.deb.package, entry.deb.architecture)
+            and Version(k.deb.version) == Version(version)
+        ]
+        same_path = [k for k in kept if k.pool_path == entry.pool_path]
+        clash = (same_version + same_path + [None])[0]  # a version clash is named first
+        if clash is None:
+            kept.append(entry)
+        elif clash.deb.hashes.sha256 != entry.deb.hashes.sha256:
+            a = clash.asset
+            skipped.append(Skipped(entry.asset, f"{a.name} (release {a.release}, {a.key})"))
+    kept.sort(
+        key=lambda e: (e.deb.package, Version(e.deb.version), e.deb.architecture, e.pool_path, _preference(e))
+    )
+    return kept, skipped
+
+
+def _clashing_candidates(seed: int) -> list[IndexedAsset]:
+    """Entries that clash every way: equal versions, shared pool paths, copies, bad versions."""
+    rng = random.Random(seed)  # noqa: S311 (test data, nothing secret)
+    versions = ("1.0", "1.00", "0:1.0", "1:1.0", "1.0-0", "1.0-1", "1:1.0-1", "2.0~rc1", "2.0", "1.0 beta")
+    out: list[IndexedAsset] = []
+    for i in range(60):
+        package, arch, version = (
+            rng.choice(("foo", "bar")),
+            rng.choice(("amd64", "all")),
+            rng.choice(versions),
+        )
+        release = rng.choice(("v1", "v2", "v10"))
+        entry = fake(
+            package, version.split()[0], arch, content=rng.choice("ab"), release=release, key=f"k:{i % 7}"
+        )
+        if " " in version:  # an invalid version (fake builds its pool path from a valid one)
+            control = tuple((k, version if k == "Version" else v) for k, v in entry.deb.control)
+            entry = replace(entry, deb=replace(entry.deb, control=control))
+        if out and rng.random() < 0.15:  # a copy: the same asset twice, or the same bytes elsewhere
+            entry = rng.choice((out[-1], replace(out[-1], asset=entry.asset)))
+        out.append(entry)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_selection_follows_the_plain_rule(seed: int) -> None:
+    candidates = _clashing_candidates(seed)
+    kept, skipped = select_entries(candidates)
+    expected_kept, expected_skipped = _reference_selection(candidates)
+    assert kept == expected_kept
+    assert [s.asset for s in skipped] == [s.asset for s in expected_skipped]
+    for got, want in zip(skipped, expected_skipped, strict=True):
+        if want.reason == "invalid":
+            assert "not a valid Debian version" in got.reason
+        else:
+            assert got.reason.startswith("conflict: ")
+            assert f" and {want.reason} have the " in got.reason
 
 
 # --- Packages ------------------------------------------------------------------------------

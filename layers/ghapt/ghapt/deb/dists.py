@@ -82,10 +82,16 @@ EntryKey = tuple[str, VersionKey, str, str, tuple[object, ...]]
 _first = itemgetter(0)
 
 
-def _natural(text: str) -> tuple[tuple[int, str], ...]:
-    """Digits compared as numbers: tag v1.9 before v1.10, asset id 99 before 123."""
-    parts = _DIGIT_RUNS.split(text)
-    return tuple((int(p), p) if i % 2 else (0, p) for i, p in enumerate(parts))
+def _natural(text: str) -> tuple[str | tuple[int, str], ...]:
+    """Digits compared as numbers: tag v1.9 before v1.10, asset id 99 before 123.
+
+    Text runs and ``(number, digits)`` alternate, starting with text (maybe empty), so two
+    keys compare like for like; built by slices so no Python code runs per run."""
+    runs: list[str] = _DIGIT_RUNS.split(text)
+    digits = runs[1::2]
+    parts: list[str | tuple[int, str]] = list(runs)
+    parts[1::2] = zip(map(int, digits), digits, strict=True)
+    return tuple(parts)
 
 
 def _preference(entry: IndexedAsset) -> tuple[object, ...]:

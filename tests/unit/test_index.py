@@ -571,6 +571,22 @@ def test_two_builds_from_shuffled_input_are_byte_identical() -> None:
         assert _build(again) == first
 
 
+def test_one_content_given_twice_is_listed_in_preference_order() -> None:
+    """Copies of one .deb (same pool path and sha256) may differ in the digests known for them."""
+    plain = fake("foo", "1.0", release="v2")
+    known = replace(
+        fake("foo", "1.0", release="v10"),
+        deb=replace(plain.deb, hashes=replace(plain.deb.hashes, md5="0" * 32)),
+    )
+    others = [fake("foo", "0.9"), fake("foo", "1.1")]
+    first = packages_for_arch([known, plain, *others], "amd64")
+    stanzas = first.split(b"\n\n")
+    assert [b"MD5sum: " in st for st in stanzas if b"Version: 1.0\n" in st] == [False, True]  # v2, v10
+    for order in _all_orders([plain, known, *others]):
+        assert packages_for_arch(order, "amd64") == first
+        assert _build({"stable": order})["dists/stable/main/binary-amd64/Packages"] == first
+
+
 def test_compressed_indexes_pass_gzip_and_xz(tmp_path: Path) -> None:
     files = _build(_suites())
     folder = "dists/stable/main/binary-amd64"

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import lzma
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -77,9 +78,10 @@ def _pva(deb: DebInfo) -> tuple[str, str, str]:
 
 _DIGIT_RUNS = re.compile(r"([0-9]+)")
 
-# package, Debian version, architecture, pool path, preference: the index order (see _entry_key)
-EntryKey = tuple[str, VersionKey, str, str, tuple[object, ...]]
+# package, Debian version, architecture, pool path: the index order (see _entry_key)
+EntryKey = tuple[str, VersionKey, str, str]
 _first = itemgetter(0)
+_rank = itemgetter(0, 1)  # preference, then input position: a stable sort by preference
 
 
 def _natural(text: str) -> tuple[str | tuple[int, str], ...]:
@@ -104,19 +106,34 @@ def _preference(entry: IndexedAsset) -> tuple[object, ...]:
 
 
 def _entry_key(entry: IndexedAsset, pva: tuple[str, str, str]) -> EntryKey:
-    """Index order: package, Debian version order, architecture, pool path, then preference.
+    """Index order: package, Debian version order, architecture, pool path (then preference).
 
     Plain tuples (``version_key``), so a sort compares them natively; callers compute each
-    entry's key once. ``pva`` is ``_pva(entry.deb)``, with a valid version (``_invalid``)."""
+    entry's key once. ``pva`` is ``_pva(entry.deb)``, with a valid version (``_invalid``).
+    Entries with equal keys share a pool path; only they need ``_preference`` (``_order_ties``)."""
     package, version, arch = pva
-    return (package, version_key(version), arch, entry.pool_path, _preference(entry))
+    return (package, version_key(version), arch, entry.pool_path)
 
 
 def _index_order(entries: Iterable[IndexedAsset]) -> list[tuple[EntryKey, IndexedAsset]]:
     """Entries with their keys, in index order: one key per entry, one sort."""
     keyed = [(_entry_key(e, _pva(e.deb)), e) for e in entries]
     keyed.sort(key=_first)
+    _order_ties(keyed)
     return keyed
+
+
+def _order_ties(keyed: list[tuple[EntryKey, IndexedAsset]]) -> None:
+    """Put runs of equal keys (one pool path given twice) in preference order, in place.
+
+    The same order as sorting by key and preference together, with the preference computed
+    only where keys tie (rare: ``select_entries`` leaves one entry per pool path)."""
+    start = 0
+    for end in range(1, len(keyed) + 1):
+        if end == len(keyed) or keyed[end][0] != keyed[start][0]:
+            if end - start > 1:
+                keyed[start:end] = sorted(keyed[start:end], key=lambda ke: _preference(ke[1]))
+            start = end
 
 
 def _describe(entry: IndexedAsset) -> str:
@@ -142,21 +159,35 @@ def select_entries(candidates: Iterable[IndexedAsset]) -> tuple[list[IndexedAsse
     are a conflict: the preferred entry (see ``_preference``) is kept and the other one is
     returned as Skipped naming both. The result does not depend on the input order and is
     sorted by package, Debian version, architecture and pool path."""
+    skipped: list[tuple[tuple[object, ...], int, Skipped]] = []  # with preference, input position
+    valid: list[tuple[int, IndexedAsset, tuple[str, str, str], VersionKey]] = []
+    paths: Counter[str] = Counter()
+    versions: Counter[tuple[str, str, VersionKey]] = Counter()
+    for i, entry in enumerate(candidates):
+        pva = _pva(entry.deb)
+        problem = _invalid(*pva)
+        if problem:
+            skipped.append((_preference(entry), i, Skipped(entry.asset, problem)))
+            continue
+        vkey = version_key(pva[1])
+        valid.append((i, entry, pva, vkey))
+        paths[entry.pool_path] += 1
+        versions[(pva[0], pva[2], vkey)] += 1
+    # An entry alone with its pool path and its version clashes with nothing: kept without
+    # ranking. The others are decided in preference order, among themselves.
     kept: list[tuple[EntryKey, IndexedAsset]] = []
-    skipped: list[Skipped] = []
+    contested: list[tuple[tuple[object, ...], int, IndexedAsset, tuple[str, str, str], VersionKey]] = []
+    for i, entry, pva, vkey in valid:
+        if paths[entry.pool_path] == 1 and versions[(pva[0], pva[2], vkey)] == 1:
+            kept.append(((pva[0], vkey, pva[2], entry.pool_path), entry))
+        else:
+            contested.append((_preference(entry), i, entry, pva, vkey))
+    contested.sort(key=_rank)
     by_path: dict[str, IndexedAsset] = {}
     # (Package, Architecture, version key) -> the kept entry and its version as written
     by_version: dict[tuple[str, str, VersionKey], tuple[IndexedAsset, str]] = {}
-    ranked = [(_preference(e), e) for e in candidates]
-    ranked.sort(key=_first)
-    for preference, entry in ranked:
+    for preference, i, entry, (package, version, arch), vkey in contested:
         deb = entry.deb
-        package, version, arch = _pva(deb)
-        problem = _invalid(package, version, arch)
-        if problem:
-            skipped.append(Skipped(entry.asset, problem))
-            continue
-        vkey = version_key(version)
         clash, why = None, ""
         same = by_version.get((package, arch, vkey))
         if same is not None:
@@ -167,21 +198,20 @@ def select_entries(candidates: Iterable[IndexedAsset]) -> tuple[list[IndexedAsse
         if clash is None and entry.pool_path in by_path:
             clash, why = by_path[entry.pool_path], f"same pool path {entry.pool_path}"
         if clash is None:
-            kept.append(((package, vkey, arch, entry.pool_path, preference), entry))
+            kept.append(((package, vkey, arch, entry.pool_path), entry))
             by_path[entry.pool_path] = entry
             by_version[(package, arch, vkey)] = (entry, version)
         elif clash.deb.hashes.sha256 != deb.hashes.sha256:
-            skipped.append(
-                Skipped(
-                    entry.asset,
-                    f"conflict: {_describe(entry)} and {_describe(clash)} have the {why} but different "
-                    f"contents (sha256 {deb.hashes.sha256[:16]}… vs {clash.deb.hashes.sha256[:16]}…); "
-                    f"kept {clash.asset.name} from release {clash.asset.release}",
-                )
+            reason = (
+                f"conflict: {_describe(entry)} and {_describe(clash)} have the {why} but different "
+                f"contents (sha256 {deb.hashes.sha256[:16]}… vs {clash.deb.hashes.sha256[:16]}…); "
+                f"kept {clash.asset.name} from release {clash.asset.release}"
             )
+            skipped.append((preference, i, Skipped(entry.asset, reason)))
         # else: the same bytes published twice; one copy is enough.
-    kept.sort(key=_first)
-    return [e for _, e in kept], skipped
+    kept.sort(key=_first)  # no ties: kept pool paths are unique
+    skipped.sort(key=_rank)
+    return [e for _, e in kept], [s for _, _, s in skipped]
 
 
 # --- Packages and dists/ -------------------------------------------------------------------
@@ -259,6 +289,7 @@ def _index_orders(suites: Mapping[str, Sequence[IndexedAsset]]) -> dict[str, lis
         if problems:
             raise ValueError(f"suite {suite}: run select_entries first: " + "; ".join(problems))
         keyed.sort(key=_first)
+        _order_ties(keyed)
         conflicts = _conflicts(keyed)
         if conflicts:
             raise ValueError(f"suite {suite}: run select_entries first: " + "; ".join(conflicts))

@@ -38,6 +38,7 @@ from ghapt.core.errors import GhaptError, NotFound
 from ghapt.core.layout import PAGE_FILE
 from ghapt.core.model import IndexedAsset
 from ghapt.core.settings import Settings
+from ghapt.deb.versions import version_key
 from ghapt.serving import MAX_INLINE_BYTES, BranchCache, Reply, _not_modified, http_date
 
 PAGE_FORMAT = 1
@@ -119,9 +120,9 @@ def listing(
 
 def _debian_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Package, then Debian version order (1.9 before 1.10, ~rc before the release), then arch."""
-    from debian.debian_support import Version
-
-    return sorted(rows, key=lambda r: (r["package"], Version(r["version"]), r["architecture"], r["filename"]))
+    return sorted(
+        rows, key=lambda r: (r["package"], version_key(r["version"]), r["architecture"], r["filename"])
+    )
 
 
 def _entry(e: IndexedAsset) -> dict[str, Any]:

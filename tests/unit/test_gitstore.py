@@ -33,7 +33,9 @@ BASE: dict[str, bytes] = {
     "dists/stable/Release": b"Suite: stable\n",
     "dists/stable/InRelease": b"signed\n",
     "dists/stable/main/binary-amd64/Packages": b"Package: tool\n",
+    # Compressed content is stored as it is (zlib level 0), the rest deflated: git reads both.
     "dists/stable/main/binary-amd64/Packages.gz": b"\x1f\x8b gz",
+    "dists/stable/main/binary-amd64/Packages.xz": b"\xfd7zXZ\x00 xz",
     # Names around a directory's: git sorts a subtree as if its name ended in "/".
     "dists/stable/main/binary-amd64.txt": b"dot sorts before slash\n",
     "dists/stable/main/binary-amd64-x/f": b"dash sorts before slash\n",

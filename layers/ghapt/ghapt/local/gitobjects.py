@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import os
-import secrets
+import threading
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +24,12 @@ from ghapt.core.errors import GhaptError
 
 TREE_MODE = b"40000"
 BLOB_MODE = b"100644"
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+# Deflating what is compressed already (Packages.gz, .xz, .zst, .bz2) gains nothing and costs as
+# much as the text: such blobs are stored (zlib level 0); the rest at git's default for loose
+# objects, level 1 (core.looseCompression).
+_COMPRESSED = (b"\x1f\x8b", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"BZh")
+_serial = itertools.count()  # with the pid and thread: a temporary name no live writer shares
 
 TreeEntries = dict[bytes, tuple[bytes, str]]
 """A tree's entries: name -> (mode as git writes it, object id in hex)."""
@@ -143,9 +149,9 @@ class LooseObjects:
             return oid
         folder = os.path.dirname(final)
         os.makedirs(folder, exist_ok=True)
-        packed = zlib.compress(full, 1)  # git's core.looseCompression default: best speed
+        packed = zlib.compress(full, 0 if data.startswith(_COMPRESSED) else 1)
         while True:
-            temp = os.path.join(folder, "tmp_obj_" + secrets.token_hex(6))
+            temp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{threading.get_ident()}_{next(_serial)}")
             try:
                 # Mode 0444 (less the umask), as git leaves loose objects.
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)

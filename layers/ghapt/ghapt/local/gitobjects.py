@@ -148,7 +148,6 @@ class LooseObjects:
         if self._freshen(final):
             return oid
         folder = os.path.dirname(final)
-        os.makedirs(folder, exist_ok=True)
         packed = zlib.compress(full, 0 if data.startswith(_COMPRESSED) else 1)
         while True:
             temp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{threading.get_ident()}_{next(_serial)}")
@@ -156,6 +155,9 @@ class LooseObjects:
                 # Mode 0444 (less the umask), as git leaves loose objects.
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             except FileExistsError:
+                continue
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)  # the first object of this fan-out directory
                 continue
             break
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 # A control paragraph in file order: (field name as written, value). The value keeps
 # continuation lines verbatim, joined with "\n"; only the first line's leading blank is gone.
@@ -27,31 +26,31 @@ class DebInfo:
     control: Control
     size: int
     hashes: Hashes
+    _fields: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # The first value of each field by lowercased name, once: sorting 10,000 packages asks often.
+        found: dict[str, str] = {}
+        for key, value in self.control:
+            found.setdefault(key.lower(), value)
+        object.__setattr__(self, "_fields", found)
 
     def field(self, name: str) -> str | None:
         return self._fields.get(name.lower())
 
-    @cached_property
-    def _fields(self) -> dict[str, str]:
-        """The first value of each field by lowercased name: sorting 10,000 packages asks often."""
-        found: dict[str, str] = {}
-        for key, value in self.control:
-            found.setdefault(key.lower(), value)
-        return found
-
-    @cached_property
+    @property
     def package(self) -> str:
-        return self.field("Package") or ""
+        return self._fields.get("package") or ""
 
-    @cached_property
+    @property
     def version(self) -> str:
-        return self.field("Version") or ""
+        return self._fields.get("version") or ""
 
-    @cached_property
+    @property
     def architecture(self) -> str:
-        return self.field("Architecture") or ""
+        return self._fields.get("architecture") or ""
 
-    @cached_property
+    @property
     def source(self) -> str:
         """Source package name (without a "(version)" suffix); the package itself when absent."""
         src = self.field("Source")

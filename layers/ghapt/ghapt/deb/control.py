@@ -104,6 +104,9 @@ _EPOCH_RE = re.compile(r"[0-9]+", re.ASCII)
 _UPSTREAM_RE = re.compile(r"[0-9][A-Za-z0-9.+~:-]*", re.ASCII)
 
 
+_PLAIN_VERSION_RE = re.compile(r"[0-9][A-Za-z0-9.+~]*(?:-[A-Za-z0-9.+~]+)?", re.ASCII)
+
+
 _REVISION_RE = re.compile(r"[A-Za-z0-9.+~]+", re.ASCII)
 
 
@@ -133,6 +136,8 @@ def _check_required(control: Control, name: str) -> None:
 
 def version_problem(version: str) -> str | None:
     """Why ``version`` is not a valid Debian version (dpkg's parseversion rules), or None."""
+    if _PLAIN_VERSION_RE.fullmatch(version):
+        return None  # the common shape (no epoch, at most one '-'): valid by every rule below
     if any(c.isspace() for c in version):
         return "it contains a blank or a line break"
     rest = version

@@ -124,9 +124,9 @@ class FolderReleaseSource:
         if len(parts) != 2 or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
             raise BadRequest(f"bad asset path {rel!r}")
         path = self.root / parts[0] / parts[1]
-        root = self.root.resolve()
-        real = path.resolve()
-        if root not in real.parents:
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(path)
+        if real == root or os.path.commonpath([root, real]) != root:
             raise NotFound(f"asset {rel!r} is outside the releases folder")
         return path
 

@@ -6,7 +6,6 @@ import argparse
 import gzip
 import io
 import os
-import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +28,8 @@ DEMO_PACKAGES = (
 
 
 def _tar_gz(members: dict[str, tuple[bytes, int]]) -> bytes:
+    import tarfile  # only the demo builds .debs
+
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         dirs: set[str] = set()

@@ -32,14 +32,16 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ghapt.core.errors import GhaptError, NotFound
 from ghapt.core.layout import PAGE_FILE
 from ghapt.core.model import IndexedAsset
 from ghapt.core.settings import Settings
 from ghapt.deb.versions import version_key
-from ghapt.serving import MAX_INLINE_BYTES, BranchCache, Reply, _not_modified, http_date
+
+if TYPE_CHECKING:
+    from ghapt.serving import BranchCache, Reply
 
 PAGE_FORMAT = 1
 KEY_FILE = "/etc/apt/keyrings/ghapt.asc"
@@ -298,6 +300,8 @@ def fill_page(template: bytes, *, commit: str, built: int, base_url: str) -> byt
 
 def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) -> Reply:
     """``GET /`` and ``/index.html``: the committed page, filled in, with validators and a strict CSP."""
+    from ghapt.serving import MAX_INLINE_BYTES, Reply, _not_modified, http_date  # not on a rebuild's path
+
     snap = cache.snapshot()
     blob = snap.files.get(PAGE_FILE)
     if blob is None:

@@ -647,7 +647,7 @@ def _section(results: list[tuple[Workload, Result]], reps: int, started: float, 
                 )
                 for load, r in results
             )
-            + ". ghapt compresses Packages in segments of about 256 KiB (each an xz block, a deflate "
+            + ". ghapt compresses Packages in segments of about 190 KiB (each an xz block, a deflate "
             "run ended by a full flush) so that a rebuild compresses again only the segments that changed.",
             "Untimed: warming apt-ftparchive's `--db` cache on the first cold run's packages took "
             + ", ".join(f"{r.base_seconds:.1f} s ({load.label})" for load, r in results)

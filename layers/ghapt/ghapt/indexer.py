@@ -20,13 +20,24 @@ Every read asset is recorded, also the broken ones (``bad``) and those that lose
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +64,9 @@ from ghapt.page import page_files
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# Worker processes cost about 0.2 s to start; below this many local reads, threads are faster.
+PROCESS_READS_MIN = 1000
+PROCESS_BATCH = 50  # assets a worker process reads per task: one round trip per 50 reads, not per read
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 
@@ -366,34 +380,42 @@ class Indexer:
         read = 0
         failure: GhaptError | None = None
         if to_read:
-            with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-                inflight: dict[Future[DebInfo | BadDebError], Asset] = {}
+            pool, task, limit, batch = self._readers(len(to_read), read_one)
+            with pool:
+                inflight: dict[Future[list[DebInfo | BadDebError]], list[Asset]] = {}
                 while True:
                     while (
                         to_read
                         and failure is None
-                        and len(inflight) < max(1, self.workers)
+                        and len(inflight) < limit
                         and (read + len(inflight) == 0 or deadline is None or self.monotonic() < deadline)
                     ):
-                        asset = to_read.popleft()
-                        inflight[pool.submit(read_one, asset)] = asset
+                        chunk = [to_read.popleft() for _ in range(min(batch, len(to_read)))]
+                        inflight[pool.submit(task, chunk)] = chunk
                     if not inflight:
                         break
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for future in done:
-                        asset = inflight.pop(future)
+                        chunk = inflight.pop(future)
                         try:
-                            outcome = future.result()
+                            outcomes = future.result()
                         except GhaptError as exc:  # e.g. rate limited: keep what is read, stop
-                            log.warning("reading stopped", extra={"asset": asset.key, "reason": str(exc)})
+                            log.warning("reading stopped", extra={"asset": chunk[0].key, "reason": str(exc)})
                             failure = failure or exc
-                            to_read.appendleft(asset)
+                            to_read.extendleft(reversed(chunk))
                             continue
-                        read += 1
-                        self._read_cache[(asset.key, asset.fingerprint)] = outcome
-                        results[asset.key] = outcome
-                        if progress:
-                            progress("read", {"asset": asset.name, "bytes": asset.size})
+                        for asset, outcome in zip(chunk, outcomes, strict=True):
+                            read += 1
+                            if (
+                                isinstance(outcome, BadDebError) and batch > 1
+                            ):  # logged in the worker otherwise
+                                log.warning(
+                                    f"skipping {asset.key}: {outcome.reason}", extra={"asset": asset.key}
+                                )
+                            self._read_cache[(asset.key, asset.fingerprint)] = outcome
+                            results[asset.key] = outcome
+                            if progress:
+                                progress("read", {"asset": asset.name, "bytes": asset.size})
         # Keep only what the source still publishes: a warm process must not grow without bound.
         current = {(a.key, a.fingerprint) for a in assets}
         self._read_cache = {k: v for k, v in self._read_cache.items() if k in current}
@@ -402,6 +424,31 @@ class Indexer:
         if to_read:
             log.info("reading stopped early", extra={"remaining": len(to_read), "read": read})
         return _Reading(debs, bad, read, reused, len(to_read), failure)
+
+    def _readers(
+        self, count: int, read_one: Callable[[Asset], DebInfo | BadDebError]
+    ) -> tuple[Executor, Callable[[list[Asset]], list[DebInfo | BadDebError]], int, int]:
+        """Where reads run, how many tasks may be in flight, and how many assets a task reads.
+
+        Threads, one asset a task (network reads wait; hashing frees the GIL); or, for a large
+        batch of local files, one process per CPU reading ``PROCESS_BATCH`` assets a task,
+        since parsing thousands of small .debs holds the GIL and threads would only take turns.
+        Processes are forked, and only from a process with no other thread (``ghapt rebuild``):
+        a fork never copies a lock another thread holds, and nothing re-runs the caller's main
+        module. ``ghapt serve``'s watcher reads in threads."""
+        reader: Callable[[], Callable[[Asset], DebInfo]] | None = getattr(self.source, "reader", None)
+        cpus = os.cpu_count() or 1
+        local = getattr(self.source, "cpu_bound_reads", False)
+        if reader and local and cpus > 1 and count >= PROCESS_READS_MIN and threading.active_count() == 1:
+            try:
+                context = multiprocessing.get_context("fork")
+                pool = ProcessPoolExecutor(max_workers=cpus, mp_context=context)
+            except (OSError, NotImplementedError) as exc:  # no semaphores (e.g. a sandbox): threads
+                log.info("reading in threads", extra={"reason": str(exc)})
+            else:
+                return pool, functools.partial(_read_batch, reader()), 2 * cpus, PROCESS_BATCH
+        workers = max(1, self.workers)
+        return ThreadPoolExecutor(max_workers=workers), functools.partial(_read_each, read_one), workers, 1
 
     def _record(
         self,
@@ -455,6 +502,23 @@ class _Reading:
     reused: int
     remaining: int
     failure: GhaptError | None
+
+
+def _read_batch(reader: Callable[[Asset], DebInfo], assets: list[Asset]) -> list[DebInfo | BadDebError]:
+    """Reads in a worker process: a broken .deb is a result, not a failure."""
+    out: list[DebInfo | BadDebError] = []
+    for asset in assets:
+        try:
+            out.append(reader(asset))
+        except BadDebError as exc:
+            out.append(exc)
+    return out
+
+
+def _read_each(
+    read_one: Callable[[Asset], DebInfo | BadDebError], assets: list[Asset]
+) -> list[DebInfo | BadDebError]:
+    return [read_one(asset) for asset in assets]
 
 
 def _lost(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ghapt.core.errors import BadDebError, BadRequest, ConfigError, GhaptError, NotFound, SourceChanged
@@ -98,8 +99,36 @@ class FolderReleaseSource:
             locator={"path": rel, "fingerprint": fingerprint},
         )
 
+    # Reading local files is CPU work (hashing, parsing): the indexer may spread a large batch
+    # over worker processes, handing each one ``reader()`` (picklable, without any key).
+    cpu_bound_reads = True
+
+    def reader(self) -> LocalReader:
+        return LocalReader(self.root)
+
     def read_deb(self, asset: Asset) -> DebInfo:
         """Read one listed file; a file that vanished or changed since listing is ``SourceChanged``."""
+        return self.reader()(asset)
+
+    def download_url(self, locator: Mapping[str, str], base_url: str) -> str:
+        return self.url_signer.url(base_url, locator["path"], locator.get("fingerprint", ""))
+
+    def resolve(self, rel: str) -> Path:
+        """The file for a release-relative path, refusing anything outside the folder."""
+        return self.reader().resolve(rel)
+
+    def fingerprint_of(self, rel: str) -> str:
+        st = self.resolve(rel).stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+@dataclass(frozen=True)
+class LocalReader:
+    """Reads the .debs of one releases folder; plain data, so it can be sent to a worker process."""
+
+    root: Path
+
+    def __call__(self, asset: Asset) -> DebInfo:
         rel = asset.locator["path"]
         if asset.locator.get("problem"):
             raise BadDebError(asset.name, asset.locator["problem"])
@@ -115,9 +144,6 @@ class FolderReleaseSource:
                 raise SourceChanged(f"{rel} changed while the releases were read")
             return read_deb(fh, asset.name)
 
-    def download_url(self, locator: Mapping[str, str], base_url: str) -> str:
-        return self.url_signer.url(base_url, locator["path"], locator.get("fingerprint", ""))
-
     def resolve(self, rel: str) -> Path:
         """The file for a release-relative path, refusing anything outside the folder."""
         parts = rel.split("/")
@@ -129,10 +155,6 @@ class FolderReleaseSource:
         if real == root or os.path.commonpath([root, real]) != root:
             raise NotFound(f"asset {rel!r} is outside the releases folder")
         return path
-
-    def fingerprint_of(self, rel: str) -> str:
-        st = self.resolve(rel).stat()
-        return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _entries(folder: Path, *, what: str, missing_ok: bool) -> list[os.DirEntry[str]]:

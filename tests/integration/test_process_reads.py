@@ -1,0 +1,79 @@
+"""A large batch of local .debs is read in worker processes, with the same result as threads."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import ghapt.indexer
+import pytest
+from ghapt.bootstrap import Services
+from ghapt.core.layout import ASSETS_FILE
+from ghapt.core.settings import Settings
+
+from tests.support.debbuild import build_deb
+
+PACKAGES = "dists/stable/main/binary-amd64/Packages"
+
+
+def _folder(root: Path) -> Path:
+    releases = root / "releases"
+    for i in range(6):
+        build_deb(releases / f"v{i}", f"proc-{i}", "1.0-1", "amd64" if i % 2 else "all")
+    (releases / "v9").mkdir()
+    (releases / "v9" / "broken.deb").write_bytes(b"!<arch>\nnot a deb at all")
+    return releases
+
+
+def _services(root: Path, releases: Path) -> Services:
+    settings = Settings.from_env({}, releases_dir=releases, state_dir=root / "state", architectures="amd64")
+    return Services(settings, {})
+
+
+def test_local_reads_use_processes_for_a_large_batch_and_threads_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    indexer = _services(tmp_path, _folder(tmp_path)).indexer
+    read_one = indexer.source.read_deb
+    pool, _, _, batch = indexer._readers(ghapt.indexer.PROCESS_READS_MIN, read_one)
+    with pool:
+        assert (isinstance(pool, ProcessPoolExecutor), batch) == (True, ghapt.indexer.PROCESS_BATCH) or (
+            os.cpu_count() or 1
+        ) == 1
+    pool, _, _, batch = indexer._readers(ghapt.indexer.PROCESS_READS_MIN - 1, read_one)
+    with pool:
+        assert (isinstance(pool, ThreadPoolExecutor), batch) == (True, 1)
+    # Another thread running (ghapt serve's watcher): never fork, read in threads.
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        pool, _, _, _ = indexer._readers(ghapt.indexer.PROCESS_READS_MIN, read_one)
+        with pool:
+            assert isinstance(pool, ThreadPoolExecutor)
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_reading_in_processes_publishes_what_threads_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases = _folder(tmp_path)
+    threads = _services(tmp_path / "threads", releases)
+    by_threads = threads.indexer.rebuild()
+    monkeypatch.setattr(ghapt.indexer, "PROCESS_READS_MIN", 2)
+    processes = _services(tmp_path / "processes", releases)
+    by_processes = processes.indexer.rebuild()
+    assert (by_processes.read, by_processes.packages) == (by_threads.read, by_threads.packages) == (7, 6)
+    assert [(s.asset.name, s.reason) for s in by_processes.skipped] == [
+        (s.asset.name, s.reason) for s in by_threads.skipped
+    ]
+    assert [s.asset.name for s in by_processes.skipped] == ["broken.deb"]
+    for path in (PACKAGES, ASSETS_FILE):
+        ours = processes.store.read_file(by_processes.commit or "", path)
+        theirs = threads.store.read_file(by_threads.commit or "", path)
+        assert ours == theirs and ours, path

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,8 +37,12 @@ def _services(root: Path, releases: Path) -> Services:
 def test_local_reads_use_processes_for_a_large_batch_and_threads_otherwise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import threading
+
     indexer = _services(tmp_path, _folder(tmp_path)).indexer
     read_one = indexer.source.read_deb
+    alone = threading.active_count  # other tests may leave idle threads in this worker
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     pool, _, _, batch = indexer._readers(ghapt.indexer.PROCESS_READS_MIN, read_one)
     with pool:
         assert (isinstance(pool, ProcessPoolExecutor), batch) == (True, ghapt.indexer.PROCESS_BATCH) or (
@@ -45,8 +52,7 @@ def test_local_reads_use_processes_for_a_large_batch_and_threads_otherwise(
     with pool:
         assert (isinstance(pool, ThreadPoolExecutor), batch) == (True, 1)
     # Another thread running (ghapt serve's watcher): never fork, read in threads.
-    import threading
-
+    monkeypatch.setattr(threading, "active_count", alone)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
@@ -59,21 +65,39 @@ def test_local_reads_use_processes_for_a_large_batch_and_threads_otherwise(
         other.join()
 
 
-def test_reading_in_processes_publishes_what_threads_publish(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_reading_in_processes_publishes_what_threads_publish(tmp_path: Path) -> None:
+    """In a fresh single-threaded process, as ``ghapt rebuild`` runs (a test worker may hold threads)."""
     releases = _folder(tmp_path)
     threads = _services(tmp_path / "threads", releases)
     by_threads = threads.indexer.rebuild()
-    monkeypatch.setattr(ghapt.indexer, "PROCESS_READS_MIN", 2)
+    script = f"""
+import json, sys
+import ghapt.indexer
+from concurrent.futures import ProcessPoolExecutor
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
+ghapt.indexer.PROCESS_READS_MIN = 2
+made = []
+real = ghapt.indexer.ProcessPoolExecutor
+def counting(*a, **k):
+    made.append(1)
+    return real(*a, **k)
+ghapt.indexer.ProcessPoolExecutor = counting
+settings = Settings.from_env({{}}, releases_dir={str(releases)!r}, state_dir={str(tmp_path / "processes" / "state")!r},
+                             architectures="amd64")
+r = Services(settings, {{}}).indexer.rebuild()
+print(json.dumps([len(made), r.read, r.packages, [[s.asset.name, s.reason] for s in r.skipped], r.commit]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    pools, read, packages, skipped, commit = json.loads(done.stdout.strip().splitlines()[-1])
+    assert pools == 1  # the reads went to worker processes
+    assert (read, packages) == (by_threads.read, by_threads.packages) == (7, 6)
+    assert skipped == [[s.asset.name, s.reason] for s in by_threads.skipped]
+    assert [s[0] for s in skipped] == ["broken.deb"]
     processes = _services(tmp_path / "processes", releases)
-    by_processes = processes.indexer.rebuild()
-    assert (by_processes.read, by_processes.packages) == (by_threads.read, by_threads.packages) == (7, 6)
-    assert [(s.asset.name, s.reason) for s in by_processes.skipped] == [
-        (s.asset.name, s.reason) for s in by_threads.skipped
-    ]
-    assert [s.asset.name for s in by_processes.skipped] == ["broken.deb"]
     for path in (PACKAGES, ASSETS_FILE):
-        ours = processes.store.read_file(by_processes.commit or "", path)
+        ours = processes.store.read_file(commit, path)
         theirs = threads.store.read_file(by_threads.commit or "", path)
         assert ours == theirs and ours, path

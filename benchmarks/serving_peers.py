@@ -1,9 +1,9 @@
 """Benchmark 6: serving against nginx — `ghapt serve` beside nginx serving the same files statically.
 
 One state is built with ``ghapt rebuild`` from the same Debian .debs as the publish comparison;
-``ghapt serve`` serves it (one process, waitress with 8 threads) and nginx serves a checkout of
-the very same ``apt-metadata`` commit (``git archive | tar -x``) with ``auth_basic`` (an
-``htpasswd -bc`` file). Both listen on 127.0.0.1, on the machine that runs the load:
+``ghapt serve`` serves it (its default: one process per CPU, each waitress with 8 threads) and
+nginx serves a checkout of the very same ``apt-metadata`` commit (``git archive | tar -x``) with
+``auth_basic`` (an ``htpasswd -bc`` file). Both listen on 127.0.0.1, on the machine that runs the load:
 ``ab -k -c 50 -n 4000`` with Basic credentials, per URL, interleaved (ghapt, nginx, nginx with
 one worker, then again), median of the repetitions. Before the load, both must answer 401
 without credentials and the same bytes with them. Both servers are stopped at the end.
@@ -324,9 +324,11 @@ def _section(
         key="serving-peers",
         title=TITLE,
         intro=[
-            f"A repository of {label} built with `ghapt rebuild`. **ghapt**: `ghapt serve` (one process, "
-            "waitress with 8 threads, the local API Gateway stand-in: authorizer, then the metadata "
-            "route from the cached branch). **nginx**: a `git archive` checkout of the same "
+            f"A repository of {label} built with `ghapt rebuild`. **ghapt**: `ghapt serve` (its default "
+            f"`GHAPT_WORKERS`: one process per CPU, {workers} here, each waitress with 8 threads, sharing "
+            "the port, beside the folder watcher's process; in each, the local API Gateway stand-in: "
+            "authorizer, then the metadata route's Lambda handler over the cached branch). **nginx**: "
+            "a `git archive` checkout of the same "
             "`apt-metadata` commit served statically with `auth_basic` (`htpasswd -bc`, its default "
             f"MD5-crypt hash), `sendfile on`, access log off; `worker_processes auto` ({workers} workers "
             "here), and again with 1 worker. Both on 127.0.0.1 of the machine running the load.",

@@ -58,7 +58,8 @@ def test_concurrent_requests_are_each_answered_with_their_own_data(tmp_path: Pat
             releases / f"v{i}", name, version, arch, files={f"usr/share/doc/{name}/x": name.encode() * 50}
         )
     UserFile(state / "users.json").add(*AUTH)
-    env = {"GHAPT_ARCHITECTURES": " ".join(ARCHES)}
+    # One serving process: the prelude's busy thread must compete with the threads answering.
+    env = {"GHAPT_ARCHITECTURES": " ".join(ARCHES), "GHAPT_WORKERS": "1"}
     with ghapt_serve(releases, state, env=env, prelude=TINY_SWITCH_INTERVAL + CPU_BURNER) as server:
         dists, pool = _expected(state)
         assert len(dists) >= 10

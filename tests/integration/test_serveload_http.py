@@ -150,3 +150,39 @@ def test_no_metric_output_while_metrics_are_off(
     out = capsys.readouterr()
     assert "_aws" not in out.out + out.err
     assert "CloudWatchMetrics" not in out.out + out.err
+
+
+def test_a_large_file_goes_out_whole_in_step_with_head_and_a_new_commit_is_seen_next(
+    server: RunningServer,
+) -> None:
+    """A body past the gateway's file-wrapper size (sent from the cached bytes, decoded once)
+    keeps a kept-alive connection in step with HEAD and 304s, and a new commit shows at once."""
+    store = server.services.store
+    old_body = bytes(range(256)) * 600  # 150 KB, not text
+    head = store.commit_files(store.head(), {"dists/stable/big.bin": old_body}, "a large file")
+    parts = urlsplit(server.url)
+    assert parts.hostname is not None
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+
+        def ask(method: str, extra: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+            conn.request(method, "/dists/stable/big.bin", headers={**BASIC, **(extra or {})})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+        status, headers, body = ask("GET")
+        assert (status, body) == (200, old_body)
+        assert int(headers["content-length"]) == len(old_body)
+        status, head_headers, head_body = ask("HEAD")
+        assert (status, head_body, head_headers["content-length"]) == (200, b"", str(len(old_body)))
+        assert ask("GET", {"If-None-Match": headers["etag"]})[0] == 304
+        assert ask("GET")[2] == old_body  # again, from the caches
+
+        new_body = old_body[::-1]
+        store.commit_files(head, {"dists/stable/big.bin": new_body}, "the large file, changed")
+        status, new_headers, body = ask("GET")
+        assert (status, body) == (200, new_body)
+        assert new_headers["etag"] != headers["etag"]
+        assert ask("GET", {"If-None-Match": headers["etag"]})[0] == 200
+    finally:
+        conn.close()

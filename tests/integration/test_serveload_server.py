@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 from ghapt.auth.userfile import UserFile
-from ghapt.local.connections import ConnectionGuard, RateLimitFilter
+from ghapt.local.connections import ConnectionGuard, RateLimitFilter, ThrottledLogger
 
 from tests.support.debbuild import build_deb
 from tests.support.ghaptserve import ghapt_serve
@@ -35,7 +35,8 @@ def _host_port(url: str) -> tuple[str, int]:
 
 def test_a_200_mb_unauthenticated_body_costs_the_server_almost_no_memory(tmp_path: Path) -> None:
     releases, state = _world(tmp_path)
-    env = {"GHAPT_WEBHOOK_SECRET": "memory-secret"}
+    # One serving process: the very process whose peak memory is read answers the requests.
+    env = {"GHAPT_WEBHOOK_SECRET": "memory-secret", "GHAPT_WORKERS": "1"}
     with ghapt_serve(releases, state, env=env) as server:
         # Warm every path the bodies take (a small unsigned delivery is a 401).
         for _ in range(3):
@@ -167,3 +168,41 @@ def test_the_rate_limit_filter_lets_one_noisy_message_through_per_interval() -> 
     later = record("Task queue depth is %d")
     assert limiter.filter(later)
     assert "499 similar messages" in str(later.msg)
+
+
+def test_the_throttled_logger_makes_no_record_for_a_held_message() -> None:
+    import logging
+
+    now = [0.0]
+    limiter = RateLimitFilter(("Task queue depth",), interval=10, clock=lambda: now[0])
+    logger = logging.getLogger("tests.throttled")
+    logger.addFilter(limiter)
+    made: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            made.append(record)
+
+    logger.addHandler(Keep())
+    logger.propagate = False
+    factory = logging.getLogRecordFactory()
+    built = [0]
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        built[0] += 1
+        return factory(*args, **kwargs)
+
+    logging.setLogRecordFactory(counting)
+    try:
+        throttled = ThrottledLogger(logger, limiter)
+        for depth in range(300):
+            throttled.warning("Task queue depth is %d", depth)
+        assert (built[0], len(made)) == (1, 1)
+        now[0] = 10.0
+        throttled.warning("Task queue depth is %d", 7)
+        throttled.warning("Exception while serving %s", "/x")  # anything else is never held
+        assert built[0] == 3
+        assert "299 similar messages" in made[1].getMessage()
+        assert made[2].getMessage() == "Exception while serving /x"
+    finally:
+        logging.setLogRecordFactory(factory)

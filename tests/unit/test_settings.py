@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,9 @@ def test_environment_and_overrides() -> None:
         ({"GHAPT_OIDC_REF_PATTERN": "("}, "GHAPT_OIDC_REF_PATTERN"),
         ({"GHAPT_AUTH_CACHE_SECONDS": "3600"}, "GHAPT_AUTH_CACHE_SECONDS"),
         ({"GHAPT_BYHASH_GENERATIONS": "0"}, "GHAPT_BYHASH_GENERATIONS"),
+        ({"GHAPT_WORKERS": "-1"}, "GHAPT_WORKERS"),
+        ({"GHAPT_WORKERS": "65"}, "GHAPT_WORKERS"),
+        ({"GHAPT_WORKERS": "two"}, "GHAPT_WORKERS"),
     ],
 )
 def test_invalid_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
@@ -74,3 +78,13 @@ def test_reference_lists_every_variable_once() -> None:
     names = [row[0] for row in reference()]
     assert len(names) == len(set(names))
     assert {"GHAPT_STATE_DIR", "GHAPT_RELEASES_DIR", "GITHUB_API_URL", "GHAPT_OIDC_AUDIENCE"} <= set(names)
+
+
+def test_serving_processes_default_to_one_per_usable_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
+    assert Settings.from_env({}).workers == 0
+    assert Settings.from_env({}).serving_processes == 3
+    assert Settings.from_env({"GHAPT_WORKERS": "5"}).serving_processes == 5
+    assert Settings.from_env({}, workers=1).serving_processes == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(200)), raising=False)
+    assert Settings.from_env({}).serving_processes == 64  # bounded, like the setting itself

@@ -300,7 +300,7 @@ def fill_page(template: bytes, *, commit: str, built: int, base_url: str) -> byt
 
 def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) -> Reply:
     """``GET /`` and ``/index.html``: the committed page, filled in, with validators and a strict CSP."""
-    from ghapt.serving import MAX_INLINE_BYTES, Reply, _not_modified, http_date  # not on a rebuild's path
+    from ghapt.serving import MAX_INLINE_BYTES, Reply, _not_modified  # not on a rebuild's path
 
     snap = cache.snapshot()
     blob = snap.files.get(PAGE_FILE)
@@ -310,7 +310,7 @@ def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) ->
     etag = f'"{tag}"'
     reply_headers = {
         "ETag": etag,
-        "Last-Modified": http_date(snap.time),
+        "Last-Modified": snap.last_modified,
         # Revalidate each time: the commit shown changes with every rebuild; a 304 is cheap.
         "Cache-Control": "private, no-cache",
         "Content-Type": "text/html; charset=utf-8",

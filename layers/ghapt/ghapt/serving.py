@@ -13,6 +13,7 @@ large to serve uncompressed is listed in Release but served only as ``.xz``/``.g
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import unquote
 
@@ -42,6 +44,8 @@ class Reply:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # ``body`` in base64, as a Lambda response carries it, when the branch cache already has it.
+    body_base64: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,19 +55,48 @@ class Snapshot:
     files: Mapping[str, str]  # path -> blob id
     sizes: Mapping[str, int]  # path -> bytes, from the tree listing
 
+    @cached_property
+    def last_modified(self) -> str:
+        """``time`` as an HTTP date, formatted once per snapshot rather than once per request."""
+        return http_date(self.time)
+
+
+class _Blob:
+    """A cached file's bytes, and their base64 text once a response has needed it."""
+
+    __slots__ = ("data", "encoded")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.encoded: str | None = None
+
+    @property
+    def cost(self) -> int:
+        return len(self.data) + len(self.encoded or "")
+
 
 class BranchCache:
-    """The branch's current snapshot and file contents, refreshed at most every ``ttl`` seconds."""
+    """The branch's current snapshot and file contents, refreshed at most every ``ttl`` seconds.
+
+    Contents are kept by git blob id, so they never go stale: a new commit names new blobs. The
+    base64 text of a blob (what a Lambda response carries) is kept beside its bytes, so a file
+    served again is not encoded again; both count towards ``max_bytes`` (least recently used
+    first out)."""
 
     def __init__(
-        self, store: MetadataStore, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic
+        self,
+        store: MetadataStore,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_bytes: int = BLOB_CACHE_BYTES,
     ) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock
+        self.max_bytes = max_bytes
         self._snapshot: Snapshot | None = None
         self._checked = float("-inf")
-        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blobs: OrderedDict[str, _Blob] = OrderedDict()
         self._blob_bytes = 0
         self._parsed: tuple[tuple[str, str], Any] | None = None
         self._lock = threading.Lock()
@@ -90,28 +123,55 @@ class BranchCache:
         with self._lock:
             self._checked = float("-inf")
 
+    @property
+    def cached_bytes(self) -> int:
+        """What the cached contents take (bytes and base64 text), never more than ``max_bytes``."""
+        with self._lock:
+            return self._blob_bytes
+
     def read(self, snap: Snapshot, path: str, limit: int) -> bytes:
         """The file's bytes; ``TooLarge`` when the tree says it is over ``limit`` (nothing is read)."""
-        blob = snap.files[path]
+        return self._blob(snap, path, limit).data
+
+    def read_base64(self, snap: Snapshot, path: str, limit: int) -> tuple[bytes, str]:
+        """The file's bytes and their base64 text, each computed once per blob while cached."""
+        blob = self._blob(snap, path, limit)
+        encoded = blob.encoded
+        if encoded is None:
+            encoded = base64.b64encode(blob.data).decode("ascii")
+            with self._lock:
+                if blob.encoded is None and self._blobs.get(snap.files[path]) is blob:
+                    blob.encoded = encoded
+                    self._blob_bytes += len(encoded)
+                    self._evict()
+        return blob.data, encoded
+
+    def _blob(self, snap: Snapshot, path: str, limit: int) -> _Blob:
+        blob_id = snap.files[path]
         size = snap.sizes[path]
         if size > limit:
             raise TooLarge(f"/{path} is {size} bytes, over the {limit} bytes served")
         with self._lock:
-            data = self._blobs.get(blob)
-            if data is not None:
-                self._blobs.move_to_end(blob)
-                return data
+            blob = self._blobs.get(blob_id)
+            if blob is not None:
+                self._blobs.move_to_end(blob_id)
+                return blob
         data = self.store.read_file(snap.commit, path)
         if data is None:
             raise NotFound(path)
+        blob = _Blob(data)
         with self._lock:
-            if len(data) <= BLOB_CACHE_BYTES // 4:
-                self._blobs[blob] = data
-                self._blob_bytes += len(data)
-                while self._blob_bytes > BLOB_CACHE_BYTES:
-                    _, old = self._blobs.popitem(last=False)
-                    self._blob_bytes -= len(old)
-        return data
+            if len(data) <= self.max_bytes // 4 and blob_id not in self._blobs:
+                self._blobs[blob_id] = blob
+                self._blob_bytes += blob.cost
+                self._evict()
+        return blob
+
+    def _evict(self) -> None:
+        """Drop the least recently used contents until the cache fits (the lock is held)."""
+        while self._blob_bytes > self.max_bytes and self._blobs:
+            _, old = self._blobs.popitem(last=False)
+            self._blob_bytes -= old.cost
 
     def json(self, snap: Snapshot, path: str) -> Any:
         """A JSON state file of the snapshot, parsed once per content."""
@@ -193,14 +253,15 @@ def serve_dists(cache: BranchCache, rel: str, headers: Mapping[str, str]) -> Rep
     immutable = "/by-hash/" in path
     reply_headers = {
         "ETag": etag,
-        "Last-Modified": http_date(snap.time),
+        "Last-Modified": snap.last_modified,
         "Cache-Control": "public, max-age=31536000, immutable" if immutable else "private, max-age=30",
         "Content-Type": content_type(path),
     }
     lowered = {k.lower(): v for k, v in headers.items()}
     if _not_modified(lowered, etag, snap.time):
         return Reply(304, reply_headers)
-    return Reply(200, reply_headers, cache.read(snap, path, MAX_INLINE_BYTES))
+    body, encoded = cache.read_base64(snap, path, MAX_INLINE_BYTES)
+    return Reply(200, reply_headers, body, encoded)
 
 
 class PoolResolver:

@@ -17,12 +17,12 @@ import functools
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -103,8 +103,39 @@ def configure(value: Services | None) -> None:
     _services = value
 
 
+def _with_lambda_context(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..., Any]:
+    """Powertools' ``inject_lambda_context`` with the request's id as the correlation id (what
+    ``correlation_paths.API_GATEWAY_REST`` names), read from the event directly: Powertools
+    would compile and run that JMESPath on every request, a good part of a cached file's cost."""
+
+    @functools.wraps(handler)
+    def correlated(event: dict[str, Any], context: Any) -> Any:
+        request_context = event.get("requestContext")
+        logger.set_correlation_id(
+            request_context.get("requestId") if isinstance(request_context, dict) else None
+        )
+        return handler(event, context)
+
+    return logger.inject_lambda_context(correlated)
+
+
 HttpResponse = Response[Any]
 View = Callable[[APIGatewayProxyEvent], HttpResponse]
+
+
+class _ResponseBuilder(ResponseBuilder):  # type: ignore[type-arg]
+    """Powertools' response builder, without a case-insensitive copy of every request header
+    to read ``Accept-Encoding`` when neither the route nor the response compresses."""
+
+    @staticmethod
+    def _has_compression_enabled(
+        route_compression: bool, response_compression: bool | None, event: Any
+    ) -> bool:
+        if not route_compression and not response_compression:
+            return False
+        # Powertools' own check, only where compression may apply.
+        check = ResponseBuilder._has_compression_enabled  # noqa: SLF001
+        return bool(check(route_compression, response_compression, event))
 
 
 class _OwnEventResolver(APIGatewayRestResolver):
@@ -115,6 +146,10 @@ class _OwnEventResolver(APIGatewayRestResolver):
     come from its own request."""
 
     _own_event: APIGatewayProxyEvent | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._response_builder_class = _ResponseBuilder
 
     @property  # type: ignore[override]
     def current_event(self) -> APIGatewayProxyEvent:
@@ -179,12 +214,17 @@ class Routes:
 
 def _reply(reply: Reply, method: str) -> HttpResponse:
     """The HTTP response of ``reply``; to HEAD, the same status and headers, with the length
-    the body would have had (RFC 9110) and no body."""
+    the body would have had (RFC 9110) and no body. A body whose base64 text the branch cache
+    already holds goes out as that text, instead of being encoded again by Powertools."""
     headers = dict(reply.headers)
     ctype = headers.pop("Content-Type", "application/octet-stream")
     if method == "HEAD":
         headers["Content-Length"] = str(len(reply.body))
         return Response(reply.status, ctype, b"", headers=headers)
+    if reply.body_base64 is not None and reply.body:
+        response: HttpResponse = Response(reply.status, ctype, reply.body_base64, headers=headers)
+        response.base64_encoded = True
+        return response
     return Response(reply.status, ctype, reply.body, headers=headers)
 
 
@@ -213,6 +253,13 @@ def _proxy_path(event: APIGatewayProxyEvent, prefix: str) -> str:
     return clean_path(raw, (event.path_parameters or {}).get("proxy"))
 
 
+def _request_headers(event: APIGatewayProxyEvent) -> Mapping[str, str]:
+    """The request's headers as the event has them; the serving code compares names in lower
+    case itself, so this spares building Powertools' case-insensitive copy on every request."""
+    headers = event.raw_event.get("headers")
+    return headers if isinstance(headers, Mapping) else {}
+
+
 def _raw_body(event: dict[str, Any]) -> bytes:
     """The request body exactly as sent (the webhook's HMAC covers the raw bytes)."""
     body = event.get("body") or ""
@@ -223,7 +270,7 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 def _dists(event: APIGatewayProxyEvent) -> HttpResponse:
     svc = services()
     with svc.serving_budget():
-        reply = serve_dists(svc.branch_cache, _proxy_path(event, "/dists/"), event.headers or {})
+        reply = serve_dists(svc.branch_cache, _proxy_path(event, "/dists/"), _request_headers(event))
     metrics.add_metric("CacheHit" if reply.status == 304 else "Served", MetricUnit.Count, 1)
     return _reply(reply, event.http_method)
 
@@ -236,14 +283,14 @@ def _metadata(event: APIGatewayProxyEvent) -> HttpResponse:
 
     svc = services()
     with svc.serving_budget():
-        reply = serve_page(svc.branch_cache, event.headers or {}, _base_url(event))
+        reply = serve_page(svc.branch_cache, _request_headers(event), _base_url(event))
     return _reply(reply, event.http_method)
 
 
 metadata_routes = Routes(("/dists/.+", "/", "/index.html"), ("GET", "HEAD"), _metadata)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@_with_lambda_context
 @metrics.published
 def metadata_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return metadata_routes.resolve(event, context)
@@ -260,7 +307,7 @@ def _pool(event: APIGatewayProxyEvent) -> HttpResponse:
 pool_routes = Routes("/pool/.+", ("GET", "HEAD"), _pool)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@_with_lambda_context
 @metrics.published
 def pool_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pool_routes.resolve(event, context)
@@ -279,7 +326,7 @@ def _public_key(event: APIGatewayProxyEvent) -> HttpResponse:
 publickey_routes = Routes("/public.key", ("GET", "HEAD"), _public_key)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@_with_lambda_context
 def publickey_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return publickey_routes.resolve(event, context)
 
@@ -305,7 +352,7 @@ def _webhook(event: APIGatewayProxyEvent) -> HttpResponse:
 webhook_routes = Routes("/webhook", ("POST",), _webhook)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@_with_lambda_context
 @metrics.published
 def webhook_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return webhook_routes.resolve(event, context)
@@ -355,7 +402,7 @@ def _token(event: APIGatewayProxyEvent) -> HttpResponse:
 token_routes = Routes("/token", ("POST",), _token)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@_with_lambda_context
 @metrics.published
 def token_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return token_routes.resolve(event, context)

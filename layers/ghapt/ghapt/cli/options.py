@@ -53,6 +53,7 @@ SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--port": ("port", {"type": int}),
     "--public-url": ("public_url", {"metavar": "URL"}),
     "--threads": ("threads", {"type": int}),
+    "--workers": ("workers", {"type": int, "metavar": "N"}),
     "--connection-limit": ("connection_limit", {"type": int, "metavar": "N"}),
     "--channel-timeout": ("channel_timeout", {"type": float, "metavar": "SECONDS"}),
 }

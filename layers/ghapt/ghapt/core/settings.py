@@ -7,6 +7,7 @@ have no silent defaults: when needed and missing, ``ConfigError`` names the vari
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,7 @@ from typing import Any
 from ghapt.core.errors import ConfigError
 from ghapt.core.routing import Routing, RoutingError, parse_routes
 
+MAX_WORKERS = 64
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -74,11 +76,18 @@ class Settings:
         "Public base URL of the server, when behind a proxy (default: the listen address; never the "
         "request's Host).",
     )
-    threads: int = _env("GHAPT_THREADS", 8, "`ghapt serve`: worker threads answering requests.")
+    threads: int = _env("GHAPT_THREADS", 8, "`ghapt serve`: threads answering requests, in each process.")
+    workers: int = _env(
+        "GHAPT_WORKERS",
+        0,
+        "`ghapt serve`: processes answering requests on the one port (0: one per CPU). Each runs the "
+        "same gateway and handlers with its own caches; the folder watcher runs once, beside them.",
+    )
     connection_limit: int = _env(
         "GHAPT_CONNECTION_LIMIT",
         500,
-        "`ghapt serve`: open connections at most; when full, the longest-idle ones are closed first.",
+        "`ghapt serve`: open connections at most (split between its processes, 4 each at least); when "
+        "full, the longest-idle ones are closed first.",
     )
     channel_timeout: float = _env(
         "GHAPT_CHANNEL_TIMEOUT",
@@ -264,6 +273,10 @@ class Settings:
             (0 <= self.port <= 65535, f"GHAPT_PORT={self.port} is not a port number"),
             (1 <= self.threads <= 256, f"GHAPT_THREADS={self.threads} must be between 1 and 256"),
             (
+                0 <= self.workers <= MAX_WORKERS,
+                f"GHAPT_WORKERS={self.workers} must be between 1 and {MAX_WORKERS}, or 0 for one per CPU",
+            ),
+            (
                 self.connection_limit >= 4,
                 f"GHAPT_CONNECTION_LIMIT={self.connection_limit} must be at least 4",
             ),
@@ -319,6 +332,17 @@ class Settings:
     def suites(self) -> tuple[str, ...]:
         """Every suite the index publishes: the default first, then pre-release and routed ones."""
         return Routing.from_settings(self).suites
+
+    @property
+    def serving_processes(self) -> int:
+        """How many processes ``ghapt serve`` answers with: ``workers``, or one per CPU this
+        process may run on; one where processes cannot be forked."""
+        if not hasattr(os, "fork"):
+            return 1
+        if self.workers:
+            return self.workers
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, min(cpus or 1, MAX_WORKERS))
 
     @property
     def users_path(self) -> Path | None:

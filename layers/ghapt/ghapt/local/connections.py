@@ -122,6 +122,19 @@ class RateLimitFilter(logging.Filter):
         self._held: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def holds(self, message: str) -> bool:
+        """Whether a record of ``message`` would be held back now (counted as held if so): a
+        caller can skip making the record, which costs more than the check."""
+        if not message.startswith(self.prefixes):
+            return False
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(message)
+            if last is None or now - last >= self.interval:
+                return False
+            self._held[message] = self._held.get(message, 0) + 1
+            return True
+
     def filter(self, record: logging.LogRecord) -> bool:
         key = str(record.msg)
         if not key.startswith(self.prefixes):
@@ -137,6 +150,24 @@ class RateLimitFilter(logging.Filter):
         if held:
             record.msg = f"{record.msg} ({held} similar messages in the last {self.interval:g} s not shown)"
         return True
+
+
+class ThrottledLogger:
+    """A logger whose rate-limited warnings are dropped before a record is made.
+
+    waitress warns about its queue depth on every request a busy server queues; the filter
+    would hold most of those back anyway, but only after each one's record was built."""
+
+    def __init__(self, logger: logging.Logger, limiter: RateLimitFilter) -> None:
+        self.logger = logger
+        self.limiter = limiter
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.limiter.holds(str(msg)):
+            self.logger.warning(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.logger, name)
 
 
 _QUIETED = ("waitress.queue", "waitress")

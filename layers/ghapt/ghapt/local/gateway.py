@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import hashlib
+import io
+import itertools
 import logging
+import os
+import random
 import threading
 import time
-import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +46,9 @@ ACCOUNT = "000000000000"
 API_ID = "ghaptlocal"
 SMALL_BODY = 64 * 1024  # routes that take no payload still get a little room
 READ_CHUNK = 64 * 1024
+DECODED_CACHE_BYTES = 32 * 1024 * 1024
+DECODED_MIN_TEXT = 512  # smaller bodies decode faster than they are looked up
+WRAPPED_BODY = 16 * 1024  # bodies from this size on go to the server as a file (no copy)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,27 @@ ROUTES = (
 )
 
 
+class _RequestIds:
+    """Ids shaped like UUIDs, as Lambda and API Gateway give each request, unique in this
+    server: a random prefix drawn per process (again in a forked child) and a counter. A
+    ``uuid4`` per id costs a system call, twice per request."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        h = f"{random.SystemRandom().getrandbits(80):020x}"
+        self._prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-"
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) % (1 << 48):012x}"
+
+
+request_id = _RequestIds()
+
+
 class LambdaContext:
     """Just enough of Lambda's context object for Powertools."""
 
@@ -83,7 +112,7 @@ class LambdaContext:
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:local:{ACCOUNT}:function:{self.function_name}"
         self.memory_limit_in_mb = 128
-        self.aws_request_id = str(uuid.uuid4())
+        self.aws_request_id = request_id()
         self.log_group_name = f"/aws/lambda/{self.function_name}"
         self.log_stream_name = "local"
 
@@ -93,6 +122,50 @@ class LambdaContext:
 
 
 MAX_BODY = max(r.max_body for r in ROUTES)  # what the HTTP server itself should accept at most
+
+
+class DecodedBodies:
+    """Base64 response bodies decoded once, keyed by the base64 text itself.
+
+    The metadata handler answers a file with the very base64 string its branch cache keeps for
+    that blob, so the same text comes back request after request; decoding 100 KB of it costs
+    far more than the handler's whole run. Keyed by content, an entry can never be wrong: a
+    new commit's file is another text. A Python string keeps its hash, so looking up the
+    handler's cached string costs no pass over it. Least recently used entries go first once
+    the texts and bytes kept pass ``max_bytes``; texts shorter than ``min_text`` are just
+    decoded."""
+
+    def __init__(self, max_bytes: int = DECODED_CACHE_BYTES, min_text: int = DECODED_MIN_TEXT) -> None:
+        self.max_bytes = max_bytes
+        self.min_text = min_text
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def cached_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def decode(self, text: str) -> bytes:
+        if len(text) < self.min_text:
+            return base64.b64decode(text)
+        with self._lock:
+            data = self._entries.get(text)
+            if data is not None:
+                self._entries.move_to_end(text)
+                return data
+        data = base64.b64decode(text)
+        cost = len(text) + len(data)
+        if cost <= self.max_bytes // 4:
+            with self._lock:
+                if text not in self._entries:
+                    self._entries[text] = data
+                    self._bytes += cost
+                    while self._bytes > self.max_bytes:
+                        old_text, old = self._entries.popitem(last=False)
+                        self._bytes -= len(old_text) + len(old)
+        return data
 
 
 class ApiGateway:
@@ -121,6 +194,7 @@ class ApiGateway:
         self._policies: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._users_seen: object = None  # the users file's version the cached policies were made with
+        self.bodies = DecodedBodies()
 
     # --- WSGI ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -172,7 +246,7 @@ class ApiGateway:
                     return _text(start_response, status, message, extra)
             event["requestContext"]["authorizer"] = authorizer_context
             result = getattr(handlers, route.handler)(event, LambdaContext(route.handler))
-            return self._respond(result, method, start_response)
+            return self._respond(result, method, start_response, environ)
         except Exception:
             log.exception("local gateway error")
             return _text(start_response, 500, "internal error\n")
@@ -188,26 +262,19 @@ class ApiGateway:
         body: bytes | bytearray,
     ) -> dict[str, Any]:
         headers: dict[str, str] = {}
-        multi: dict[str, list[str]] = {}
         for key, value in environ.items():
-            if key.startswith("HTTP_"):
-                name = "-".join(p.capitalize() for p in key[5:].split("_"))
-            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-                name = "-".join(p.capitalize() for p in key.split("_"))
-            else:
-                continue
-            headers[name] = value
-            multi[name] = [value]
-        # API Gateway says itself how the request reached it; so does this server.
-        for name in [n for n in headers if n.lower() == "x-forwarded-proto"]:
-            del headers[name], multi[name]
+            name = _header_name(key)
+            if name is not None and (value or key.startswith("HTTP_")):
+                headers[name] = value
+        # API Gateway says itself how the request reached it; so does this server. (Every
+        # spelling of the client's header arrives here as this one name.)
         headers["X-Forwarded-Proto"] = environ.get("wsgi.url_scheme", "http")
-        multi["X-Forwarded-Proto"] = [headers["X-Forwarded-Proto"]]
+        multi = {name: [value] for name, value in headers.items()}
         domain = (
             self.domain or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
         )
         text = _text_body(body)
-        params = parse_qsl(query, keep_blank_values=True)
+        params = parse_qsl(query, keep_blank_values=True) if query else []
         path_params = {"proxy": unquote(raw_path[len(route.path) :])} if route.proxy else None
         return {
             "resource": route.resource,
@@ -225,7 +292,7 @@ class ApiGateway:
                 "path": raw_path,
                 "stage": self.stage,
                 "domainName": domain,
-                "requestId": str(uuid.uuid4()),
+                "requestId": request_id(),
                 "accountId": ACCOUNT,
                 "apiId": API_ID,
                 "protocol": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
@@ -309,7 +376,9 @@ class ApiGateway:
                 self._policies.clear()
                 self._users_seen = version
 
-    def _respond(self, result: dict[str, Any], method: str, start_response: StartResponse) -> Iterable[bytes]:
+    def _respond(
+        self, result: dict[str, Any], method: str, start_response: StartResponse, environ: dict[str, Any]
+    ) -> Iterable[bytes]:
         status = int(result.get("statusCode", 500))
         headers: list[tuple[str, str]] = []
         for name, values in (result.get("multiValueHeaders") or {}).items():
@@ -317,12 +386,20 @@ class ApiGateway:
         seen = {n.lower() for n, _ in headers}
         headers += [(n, str(v)) for n, v in (result.get("headers") or {}).items() if n.lower() not in seen]
         body_field = result.get("body") or ""
-        body = base64.b64decode(body_field) if result.get("isBase64Encoded") else str(body_field).encode()
+        if result.get("isBase64Encoded"):
+            body = self.bodies.decode(str(body_field))
+        else:
+            body = str(body_field).encode()
         if method == "HEAD":
             if "content-length" not in seen | {n.lower() for n, _ in headers}:
                 headers.append(("Content-Length", str(len(body))))
             body = b""
         start_response(_status_line(status), headers)
+        wrapper = environ.get("wsgi.file_wrapper")
+        if wrapper is not None and len(body) >= WRAPPED_BODY:
+            # The server then sends straight from the body (a BytesIO shares its bytes) rather
+            # than copying it into its output buffer first.
+            return wrapper(io.BytesIO(body), READ_CHUNK)  # type: ignore[no-any-return]
         return [body]
 
     # --- the local pool's own storage: signed URLs, served without credentials ------------------
@@ -373,6 +450,18 @@ def _allows(policy: dict[str, Any], method_arn: str) -> bool:
                 return False
             allowed = allowed or st.get("Effect") == "Allow"
     return allowed
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_name(key: str) -> str | None:
+    """The header name API Gateway would show for a WSGI environ key (``HTTP_USER_AGENT`` is
+    ``User-Agent``), or None for keys that are not headers; remembered, as the same few names
+    come with every request."""
+    if key.startswith("HTTP_"):
+        key = key[5:]
+    elif key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return None
+    return "-".join(p.capitalize() for p in key.split("_"))
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytearray | None:

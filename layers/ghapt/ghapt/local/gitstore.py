@@ -52,6 +52,15 @@ _IDENTITY = {
 _Changes = dict[bytes, Union[bytes, "_Changes", None]]
 
 
+def _stamp(path: str) -> tuple[int, ...] | None:
+    """What changes when git replaces ``path`` (a new inode) or rewrites it; None when absent."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
 class GitError(GhaptError):
     """A git command failed unexpectedly."""
 
@@ -69,6 +78,10 @@ class LocalGitStore:
         self._listing: tuple[str, dict[str, str]] | None = None
         self._sized: tuple[str, dict[str, tuple[str, int]]] | None = None
         self.ref = f"refs/heads/{branch}"
+        self._loose_ref = str(self.repo / self.ref)
+        self._packed_refs = str(self.repo / "packed-refs")
+        self._reftable = str(self.repo / "reftable" / "tables.list")
+        self._head: tuple[tuple[tuple[int, ...] | None, ...], str | None] | None = None
         if not (self.repo / "HEAD").exists():
             self.repo.mkdir(parents=True, exist_ok=True)
             self._git(
@@ -91,14 +104,42 @@ class LocalGitStore:
 
     # --- reading ----------------------------------------------------------------------------
     def head(self) -> str | None:
-        """The branch head: a read of the loose ref file (git replaces it atomically), so serving
-        can check it on every request; git itself answers when the ref is packed."""
+        """The branch head, read from the ref files and remembered with their stat: serving checks
+        it on every request, so an unchanged branch costs a ``stat`` call and no git process (a
+        packed ref is read from ``packed-refs``; git answers only for other ref formats)."""
+        loose_stamp = _stamp(self._loose_ref)
+        # A loose ref wins over the others; only without one do they matter.
+        reftable = None if loose_stamp else _stamp(self._reftable)
+        stamps = (loose_stamp,) if loose_stamp else (None, _stamp(self._packed_refs), reftable)
+        known = self._head  # one read: another thread may replace it meanwhile
+        if known is not None and known[0] == stamps:
+            return known[1]
         try:
-            loose = (self.repo / self.ref).read_text().strip()
+            with open(self._loose_ref, encoding="ascii", errors="replace") as fh:
+                loose = fh.read().strip()
         except (FileNotFoundError, NotADirectoryError):
-            loose = ""
-        if _COMMIT_RE.match(loose):
-            return loose
+            loose = None
+        if loose is not None and not _COMMIT_RE.match(loose):
+            return self._rev_parse_head()  # a symbolic ref: its target may change under it
+        head = loose or self._packed_head()
+        if head is None and reftable is not None:
+            head = self._rev_parse_head()
+        self._head = (stamps, head)
+        return head
+
+    def _packed_head(self) -> str | None:
+        try:
+            with open(self._packed_refs, encoding="utf-8", errors="replace") as fh:
+                lines = fh.read().splitlines()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        for line in lines:
+            sha, _, name = line.partition(" ")
+            if name == self.ref and _COMMIT_RE.match(sha):
+                return sha
+        return None
+
+    def _rev_parse_head(self) -> str | None:
         proc = self._run("rev-parse", "--verify", "--quiet", f"{self.ref}^{{commit}}", check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -14,6 +15,8 @@ from ghapt.core.errors import ConfigError, GhaptError
 
 if TYPE_CHECKING:
     from ghapt.bootstrap import Services
+
+LISTEN_BACKLOG = 1024  # waitress's own default
 
 
 class LocalServer:
@@ -33,21 +36,29 @@ class LocalServer:
         threads: int = 8,
         connection_limit: int = 500,
         channel_timeout: float = 30.0,
+        sockets: list[socket.socket] | None = None,
     ) -> None:
+        """Listen on ``host:port``, or on ``sockets`` already bound (one port shared by several
+        serving processes; ``host`` then only names the server)."""
         import math
 
         import waitress
 
-        from ghapt.local.connections import CLEANUP_INTERVAL, ConnectionGuard, quiet_waitress_warnings
+        from ghapt.local.connections import (
+            CLEANUP_INTERVAL,
+            ConnectionGuard,
+            ThrottledLogger,
+            quiet_waitress_warnings,
+        )
         from ghapt.local.gateway import MAX_BODY
 
-        quiet_waitress_warnings()
+        limiter = quiet_waitress_warnings()
         self._map: dict[int, Any] = {}
+        where: dict[str, Any] = {"sockets": sockets} if sockets else {"host": host, "port": port}
         self._server: Any = waitress.create_server(
             app,
             map=self._map,
-            host=host,
-            port=port,
+            **where,
             threads=threads,
             ident="ghapt",
             server_name=f"[{host}]" if ":" in host else host,
@@ -56,6 +67,8 @@ class LocalServer:
             cleanup_interval=CLEANUP_INTERVAL,
             max_request_body_size=MAX_BODY,
         )
+        dispatcher = self._server.task_dispatcher
+        dispatcher.queue_logger = ThrottledLogger(dispatcher.queue_logger, limiter)
         self.guard = ConnectionGuard(self._server, self._map, channel_timeout)
         self.guard.install()
 
@@ -80,15 +93,29 @@ class LocalServer:
 
 
 def run_server(services: Services, banner: str | None, ready: Callable[[], None] | None = None) -> None:
-    """Rebuild if needed, watch the release folder, and serve until interrupted."""
+    """Rebuild if needed, watch the release folder, and serve until interrupted: in this process,
+    or with ``settings.serving_processes`` worker processes beside the watcher's."""
     runtime = LocalRuntime(services)
-    runtime.start()
+    processes = services.settings.serving_processes
+    if processes > 1:
+        from ghapt.local.workers import Supervisor
+
+        runtime.prepare()
+        supervisor = Supervisor(runtime, runtime.listen_sockets(), processes)
+        where = f"{processes} processes"
+    else:
+        runtime.start()
+        where = "1 process"
     if banner:
         print(banner, flush=True)
-    print(f"ghapt serving on http://{services.settings.host}:{runtime.port} (Ctrl-C stops)", flush=True)
+    port = supervisor.port if processes > 1 else runtime.port
+    print(f"ghapt serving on http://{services.settings.host}:{port} ({where}; Ctrl-C stops)", flush=True)
     if ready:
         ready()
-    runtime.serve_forever()
+    if processes > 1:
+        supervisor.run()
+    else:
+        runtime.serve_forever()
 
 
 class LocalRuntime:
@@ -111,8 +138,13 @@ class LocalRuntime:
             print(f"rebuilt: {result.summary().splitlines()[0]} ({result.commit})", flush=True)
 
     def start(self) -> None:
-        from ghapt.local.gateway import ApiGateway
+        """Everything in this process: the first rebuild, the watcher's thread, the server."""
+        self.prepare()
+        self.start_background()
+        self._server = self.make_server()
 
+    def prepare(self) -> None:
+        """Check the configuration and key files, and run the first rebuild (no thread starts)."""
         settings = self.services.settings
         if not settings.public_url and settings.host in ("", "0.0.0.0", "::"):  # noqa: S104 - a check
             raise ConfigError(
@@ -130,26 +162,60 @@ class LocalRuntime:
                 settings.releases_dir, self.rebuild, poll_seconds=settings.poll_seconds
             )
             self.watcher.first_rebuild()
-            threading.Thread(target=self.watcher.run, daemon=True, name="ghapt-watch").start()
         else:
             self.rebuild()
+
+    def start_background(self) -> None:
+        """Start what must run once per server: the folder watcher, or the reconcile schedule."""
+        if self.watcher is not None:
+            threading.Thread(target=self.watcher.run, daemon=True, name="ghapt-watch").start()
+        else:
             threading.Thread(
                 target=_reconcile, args=(self.services,), daemon=True, name="ghapt-reconcile"
             ).start()
+
+    def make_server(self, sockets: list[socket.socket] | None = None, share: int = 1) -> LocalServer:
+        """The gateway of this runtime's services under waitress, on its own socket or ``sockets``;
+        one of ``share`` serving processes, which split the connection limit between them (at
+        least 4 each: waitress counts its listening socket and its wake-up pipe in the limit)."""
+        from ghapt.local.gateway import ApiGateway
+
+        settings = self.services.settings
         try:
-            self._server = LocalServer(
+            return LocalServer(
                 ApiGateway(self.services),
                 settings.host,
                 settings.port,
                 threads=settings.threads,
-                connection_limit=settings.connection_limit,
+                connection_limit=max(4, -(-settings.connection_limit // share)),
                 channel_timeout=settings.channel_timeout,
+                sockets=sockets,
             )
         except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
-                "pick another --port (GHAPT_PORT)"
-            ) from None
+            raise _cannot_listen(settings.host, settings.port, exc) from None
+
+    def listen_sockets(self) -> list[socket.socket]:
+        """Bound, listening sockets for ``host:port`` (every address the host resolves to, as
+        waitress binds them), for several processes to accept on."""
+        from waitress.adjustments import Adjustments
+
+        settings = self.services.settings
+        sockets: list[socket.socket] = []
+        try:
+            for family, kind, proto, address in Adjustments(host=settings.host, port=settings.port).listen:
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(LISTEN_BACKLOG)
+                sock.setblocking(False)
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            raise _cannot_listen(settings.host, settings.port, exc) from None
+        return sockets
 
     @property
     def port(self) -> int:
@@ -165,6 +231,12 @@ class LocalRuntime:
             self.watcher.stop()
         if self._server is not None:
             self._server.stop()
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port (GHAPT_PORT)"
+    )
 
 
 FolderState = tuple[tuple[str, ...], ...]

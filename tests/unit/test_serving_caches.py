@@ -7,6 +7,7 @@ import base64
 import os
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,33 @@ def test_request_ids_are_unique_uuid_shaped_and_drawn_anew_in_a_forked_child() -
     os.waitpid(pid, 0)
     assert shape.fullmatch(child)
     assert child[:24] != ids[0][:24]  # another process, another prefix: never the parent's ids
+
+
+def test_threads_check_a_free_head_at_once_instead_of_queueing_behind_each_other() -> None:
+    """Locally the head check is a ``stat`` (the GIL is released meanwhile): a lock held across
+    it would make every request wait for the one before it."""
+    store = MemoryStore()
+    store.commit_files(None, {INRELEASE: b"x\n"}, "one")
+    cache = BranchCache(store, ttl=0)
+    first = cache.snapshot()
+    inside, release = threading.Semaphore(0), threading.Event()
+    real_head = store.head
+
+    def slow_head() -> str | None:
+        inside.release()
+        release.wait(30)
+        return real_head()
+
+    store.head = slow_head  # type: ignore[method-assign]
+    seen: list[object] = []
+    threads = [threading.Thread(target=lambda: seen.append(cache.snapshot())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        assert inside.acquire(timeout=30)
+        assert inside.acquire(timeout=30), "the second thread waited for the first one's head check"
+    finally:
+        release.set()
+        for t in threads:
+            t.join(30)
+    assert seen == [first, first]

@@ -102,21 +102,35 @@ class BranchCache:
         self._lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
+        """The current snapshot. With ``ttl`` 0 (a local store, whose head is a ``stat``) every
+        call checks the head, without waiting for other threads: holding the lock across that
+        system call would line every request up behind it. Otherwise one thread at a time asks
+        the store, once per ``ttl``; the others wait for its answer instead of asking again."""
+        if self.ttl <= 0:
+            current = self._snapshot  # one read: another thread may replace it meanwhile
+            if current is not None and current.commit == self.store.head():
+                return current
         with self._lock:
             now = self.clock()
-            if self._snapshot is None or now - self._checked >= self.ttl:
-                head = self.store.head()
-                self._checked = now
-                if head is None:
-                    raise NotFound("the repository has no index yet: run a rebuild")
-                if self._snapshot is None or self._snapshot.commit != head:
-                    self._snapshot = Snapshot(
-                        head,
-                        self.store.commit_time(head),
-                        self.store.list_files(head),
-                        self.store.file_sizes(head),
-                    )
+            if self._snapshot is None or self.ttl <= 0 or now - self._checked >= self.ttl:
+                # Asked again under the lock: a thread that read an older head first never
+                # puts it back over a newer one.
+                self._refresh_locked(self.store.head(), now)
+            assert self._snapshot is not None
             return self._snapshot
+
+    def _refresh_locked(self, head: str | None, now: float) -> None:
+        """Take ``head`` as the branch's head (the lock is held): list its tree if it is new."""
+        self._checked = now
+        if head is None:
+            raise NotFound("the repository has no index yet: run a rebuild")
+        if self._snapshot is None or self._snapshot.commit != head:
+            self._snapshot = Snapshot(
+                head,
+                self.store.commit_time(head),
+                self.store.list_files(head),
+                self.store.file_sizes(head),
+            )
 
     def invalidate(self) -> None:
         """Look at the head again on the next request (after a local rebuild)."""

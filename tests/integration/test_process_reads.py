@@ -73,16 +73,16 @@ def test_reading_in_processes_publishes_what_threads_publish(tmp_path: Path) -> 
     script = f"""
 import json, sys
 import ghapt.indexer
-from concurrent.futures import ProcessPoolExecutor
+import concurrent.futures
 from ghapt.bootstrap import Services
 from ghapt.core.settings import Settings
 ghapt.indexer.PROCESS_READS_MIN = 2
 made = []
-real = ghapt.indexer.ProcessPoolExecutor
+real = concurrent.futures.ProcessPoolExecutor
 def counting(*a, **k):
     made.append(1)
     return real(*a, **k)
-ghapt.indexer.ProcessPoolExecutor = counting
+concurrent.futures.ProcessPoolExecutor = counting  # the indexer imports it when it forks
 state = {str(tmp_path / "processes" / "state")!r}
 settings = Settings.from_env({{}}, releases_dir={str(releases)!r}, state_dir=state, architectures="amd64")
 r = Services(settings, {{}}).indexer.rebuild()

@@ -24,7 +24,6 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import threading
 import time
@@ -34,7 +33,6 @@ from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
     Future,
-    ProcessPoolExecutor,
     ThreadPoolExecutor,
     wait,
 )
@@ -440,9 +438,12 @@ class Indexer:
         cpus = os.cpu_count() or 1
         local = getattr(self.source, "cpu_bound_reads", False)
         if reader and local and cpus > 1 and count >= PROCESS_READS_MIN and threading.active_count() == 1:
+            import multiprocessing  # about 35 ms of imports: only when worker processes are used
+            from concurrent.futures import ProcessPoolExecutor
+
             try:
                 context = multiprocessing.get_context("fork")
-                pool = ProcessPoolExecutor(max_workers=cpus, mp_context=context)
+                pool: Executor = ProcessPoolExecutor(max_workers=cpus, mp_context=context)
             except (OSError, NotImplementedError) as exc:  # no semaphores (e.g. a sandbox): threads
                 log.info("reading in threads", extra={"reason": str(exc)})
             else:

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, cast
 
-import zstandard
-
 from ghapt.core.errors import BadDebError
 from ghapt.core.model import Control, DebInfo, Hashes
 from ghapt.deb.control import parse_control
@@ -503,6 +501,9 @@ class _Zstd:
     """zstd through a stream reader, whose output per call is bounded (decompressobj's is not)."""
 
     def __init__(self, source: _MemberReader) -> None:
+        import zstandard  # only for zstd members: it imports `platform`, 12 ms of every start
+
+        self._error = zstandard.ZstdError
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         # stream_reader only ever calls .read(size) on its source.
         self._reader = dctx.stream_reader(cast(IO[bytes], source), read_size=CHUNK, read_across_frames=True)
@@ -510,7 +511,7 @@ class _Zstd:
     def read(self, n: int) -> bytes:
         try:
             return self._reader.read(n)
-        except zstandard.ZstdError as exc:
+        except self._error as exc:
             raise _Corrupt(str(exc)) from exc
 
 

@@ -174,3 +174,47 @@ def test_serving_processes_split_the_connection_limit(tmp_path: Path) -> None:
         limits.append(server.guard.limit)
         server.stop()
     assert limits == [500, 167, 4]  # never below 4: waitress counts its own two sockets in it
+
+
+def _connections(pid: int, port: int) -> int:
+    """Established TCP connections to ``port`` that process ``pid`` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
+                count += 1
+    return count
+
+
+def test_new_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
+    """Workers waking on one shared socket take connections unevenly (one took 45 of 50); each
+    listening on its own ``SO_REUSEPORT`` socket, the kernel spreads them."""
+    releases, state = _world(tmp_path)
+    with ghapt_serve(releases, state, args=("--workers", "2")) as server:
+        _eventually(lambda: len(_children(server.pid)) == 3, "the watcher and two workers")
+        port = int(server.url.rsplit(":", 1)[1])
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(40)]
+        try:
+            held: dict[int, int] = {}
+
+            def all_accepted() -> bool:
+                held.clear()
+                held.update({pid: _connections(pid, port) for pid in _children(server.pid)})
+                return sum(held.values()) == len(clients)
+
+            _eventually(all_accepted, "every connection accepted by some worker")
+            workers = sorted(n for n in held.values() if n)
+            assert len(workers) == 2 and workers[0] >= 6, f"connections per worker: {workers}"
+        finally:
+            for sock in clients:
+                sock.close()

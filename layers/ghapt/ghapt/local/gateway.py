@@ -59,12 +59,12 @@ class Route:
     auth: bool
     max_body: int = SMALL_BODY  # larger bodies are refused with a 413 before they are read
 
-    @property
+    @functools.cached_property
     def proxy(self) -> bool:
         """A ``{proxy+}`` route (``/dists/``); the root ``/`` is an exact route."""
         return self.path.endswith("/") and self.path != "/"
 
-    @property
+    @functools.cached_property
     def resource(self) -> str:
         return f"{self.path}{{proxy+}}" if self.proxy else self.path
 
@@ -314,14 +314,9 @@ class ApiGateway:
         self, route: Route, event: dict[str, Any]
     ) -> tuple[tuple[int, str, dict[str, str]] | None, dict[str, Any]]:
         """Returns (denial, context). Missing identity source → 401 without calling the authorizer."""
-        header = next((v for k, v in event["headers"].items() if k.lower() == "authorization"), None)
-        unauthorized = (
-            401,
-            "Unauthorized\n",
-            {"WWW-Authenticate": f'Basic realm="{self.services.settings.realm}"'},
-        )
+        header = event["headers"].get("Authorization")  # the one spelling ``_event`` gives it
         if not header:
-            return unauthorized, {}
+            return self._unauthorized(), {}
         self._forget_policies_if_users_changed()
         method_arn = self._method_arn(event["httpMethod"], event["path"])
         cache_key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
@@ -349,7 +344,7 @@ class ApiGateway:
                 policy = handlers.authorizer_handler(auth_event, LambdaContext("authorizer"))
             except Exception as exc:  # noqa: BLE001 - API Gateway turns any authorizer failure into 401/500
                 if str(exc) == "Unauthorized":
-                    return unauthorized, {}
+                    return self._unauthorized(), {}
                 log.error("authorizer failed: %s", type(exc).__name__)
                 return (500, "authorizer configuration error\n", {}), {}
             with self._lock:
@@ -362,6 +357,9 @@ class ApiGateway:
         context = dict(policy.get("context") or {})
         context["principalId"] = policy.get("principalId")
         return None, context
+
+    def _unauthorized(self) -> tuple[int, str, dict[str, str]]:
+        return 401, "Unauthorized\n", {"WWW-Authenticate": f'Basic realm="{self.services.settings.realm}"'}
 
     def _forget_policies_if_users_changed(self) -> None:
         """Unlike API Gateway, the local server can see the users file change: drop every cached

@@ -7,9 +7,11 @@ rebuild, then forks while it has no other thread:
 - one child runs what must run once: the folder watcher (or, with the GitHub backend, the
   reconcile schedule), with the parent's services;
 - ``workers`` children each build their own services (no client, cache or connection shared
-  with another process) and run the same gateway under waitress on the shared listening
-  socket; the kernel hands each new connection to one of them. Each sees a rebuild on its
-  next request: locally the branch head is checked on every request.
+  with another process) and run the same gateway under waitress. On Linux each listens on a
+  socket of its own bound to the port with ``SO_REUSEPORT`` (the parent's bound socket holds
+  the port meanwhile), and the kernel spreads new connections evenly between them; elsewhere
+  they accept on one shared listening socket. Each sees a rebuild on its next request:
+  locally the branch head is checked on every request.
 
 The parent only supervises. It waits for signals with the ones it handles blocked, so none
 interrupts its bookkeeping; it starts again a child that died, and on SIGTERM or SIGINT
@@ -63,10 +65,14 @@ class Supervisor:
         *,
         grace: float = 10.0,
         report: Callable[[str], None] | None = None,
+        reuse_port: bool = False,
     ) -> None:
+        """``sockets`` are listening, for every worker to accept on; or, with ``reuse_port``,
+        bound but not listening (they hold the port): each worker then listens on its own."""
         self.runtime = runtime
         self.sockets = sockets
         self.workers = workers
+        self.reuse_port = reuse_port
         self.grace = grace
         self.report = report or _to_stderr
         self.children: dict[int, Child] = {}
@@ -162,11 +168,16 @@ class Supervisor:
 
     def _serve(self) -> None:  # pragma: no cover - runs in the child
         from ghapt.bootstrap import Services
-        from ghapt.local.runtime import LocalRuntime
+        from ghapt.local.runtime import LocalRuntime, reuse_port_twin
 
         parent = self.runtime.services
         own = LocalRuntime(Services(parent.settings, parent.environ, on_github_call=parent.on_github_call))
-        server = own.make_server(self.sockets, share=self.workers)
+        sockets = self.sockets
+        if self.reuse_port:
+            sockets = [reuse_port_twin(sock) for sock in self.sockets]
+            for sock in self.sockets:
+                sock.close()  # the parent keeps the port
+        server = own.make_server(sockets, share=self.workers)
         signal.signal(signal.SIGTERM, lambda *_: server.stop())
         _stop_when_orphaned(self._pid, server.stop)
         server.run()

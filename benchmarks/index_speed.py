@@ -42,8 +42,8 @@ TOOLS: list[tuple[str, str]] = [
     ),
     (
         "ghapt index",
-        "`read_deb_path` + `select_entries` + `render_stanza` — MD5, SHA1, SHA256, SHA512 in "
-        "one pass (lists the first three, like dpkg); one reader, the digests split over two threads",
+        "`read_deb_path` + `select_entries` + `render_stanza` — MD5, SHA1, SHA256 in one pass "
+        "(the three a stanza lists, like dpkg); one reader, MD5 on a second thread",
     ),
     (
         "ghapt Indexer (local backend)",

@@ -31,6 +31,9 @@ def odd_folder(tmp_path: Path) -> Path:
     os.mkfifo(rel / "v2" / "pipe.deb")
     weird = build_deb(tmp_path / "weird", "weird", "1.0-1", "all")
     os.rename(weird, os.path.join(os.fsencode(rel / "v2"), NON_UTF8))
+    # A release folder that is itself a symlink out of the releases folder: its plain files lead out too.
+    build_deb(tmp_path / "elsewhere-release", "escaped", "1.0-1", "all", filename="escaped.deb")
+    os.symlink(tmp_path / "elsewhere-release", rel / "v4")
     return rel
 
 
@@ -53,10 +56,11 @@ def test_rebuild_skips_every_odd_entry_with_a_reason_and_publishes_the_rest(tmp_
     assert res.returncode == 0, out
     assert "Traceback" not in out
     # linked.deb and the symlink inside the folder to it are one package.
-    assert "2 indexed" in res.stdout and "6 skipped" in res.stdout, res.stdout
+    assert "2 indexed" in res.stdout and "7 skipped" in res.stdout, res.stdout
     expected = {
         "v1/evil.deb": "Source '../../etc' is missing or not a valid name",
         "v2/outside.deb": "outside the releases folder",
+        "v4/escaped.deb": "outside the releases folder",
         "v2/dangling.deb": "which does not exist",
         "v2/folder.deb": "a directory, not a .deb file",
         "v2/pipe.deb": "a FIFO, not a .deb file",
@@ -71,6 +75,7 @@ def test_rebuild_skips_every_odd_entry_with_a_reason_and_publishes_the_rest(tmp_
     assert "Package: good" in packages
     assert "Package: linked" in packages
     assert "secret" not in packages
+    assert "escaped" not in packages
     assert "weird" not in packages
     assert "evil" not in packages
     again = run("rebuild", "--releases", str(rel), "--state", str(state))

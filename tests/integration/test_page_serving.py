@@ -139,10 +139,10 @@ def test_api_gateway_events_get_the_page_with_the_stage_url(services: Services, 
 def test_a_page_too_large_for_a_response_is_a_clear_500_not_a_broken_one(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ghapt.page
+    import ghapt.serving
 
     services.indexer.rebuild()
-    monkeypatch.setattr(ghapt.page, "MAX_INLINE_BYTES", 1000)
+    monkeypatch.setattr(ghapt.serving, "MAX_INLINE_BYTES", 1000)  # page reads it when serving
     with serve(services) as running:
         r = requests.get(running.url + "/", auth=AUTH, timeout=10)
     assert r.status_code == 500

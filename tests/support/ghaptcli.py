@@ -62,7 +62,7 @@ def wait_for_server(url: str, proc: subprocess.Popen[str]) -> None:
             raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
         try:
             requests.get(url, timeout=1)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # bound, workers still starting
             return False
         return True
 

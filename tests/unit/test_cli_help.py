@@ -97,3 +97,30 @@ def test_version_matches_the_package() -> None:
     out = subprocess.run([GHAPT, "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert out.stdout.strip() == f"ghapt {version}"
+
+
+def test_one_command_loads_only_its_own_module_and_parses_as_the_whole_parser_does() -> None:
+    """`ghapt rebuild ...` does not import the other commands (doctor's requests, serve's waitress)."""
+    from ghapt.cli.main import COMMANDS as NAMES
+    from ghapt.cli.main import _command_in
+
+    assert set(NAMES) == {name for name, _ in _subparsers(build_parser())[0].choices.items()}
+    for command in NAMES:
+        alone = _subparsers(build_parser(command))[0].choices[command]
+        whole = _subparsers(build_parser())[0].choices[command]
+        assert alone.format_help() == whole.format_help(), command
+    assert _command_in(["rebuild", "--dry-run"]) == "rebuild"
+    assert _command_in(["-v", "list", "--json"]) == "list"
+    assert _command_in(["--version"]) is None
+    assert _command_in(["--help"]) is None
+    assert _command_in(["nonsense"]) is None
+    probe = (
+        "import sys; from ghapt.cli.main import main\n"
+        "try:\n    main(['rebuild', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('ghapt.cli.', 'requests', 'waitress'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert "ghapt.cli.rebuild" in loaded
+    for other in ("ghapt.cli.doctor", "ghapt.cli.serve", "ghapt.cli.demo", "requests", "waitress"):
+        assert f"'{other}" not in loaded, loaded

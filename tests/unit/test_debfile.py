@@ -114,7 +114,7 @@ def test_real_deb_fields_match_dpkg_and_hashes_match_hashlib(tmp_path: Path, com
     assert info.hashes.md5 == hashlib.md5(raw).hexdigest()
     assert info.hashes.sha1 == hashlib.sha1(raw).hexdigest()
     assert info.hashes.sha256 == hashlib.sha256(raw).hexdigest()
-    assert info.hashes.sha512 == hashlib.sha512(raw).hexdigest()
+    assert info.hashes.sha512 is None  # the stanza lists MD5sum, SHA1 and SHA256 only
 
 
 def test_read_deb_path_names_errors_after_the_file_or_the_given_name(tmp_path: Path) -> None:
@@ -497,7 +497,9 @@ def test_signature_member_after_data_is_hashed() -> None:
     data = GOOD + h.ar_member("_gpgorigin", b"-----BEGIN PGP SIGNATURE-----\n")
     info = read_deb(io.BytesIO(data), "signed.deb")
     assert info.size == len(data)
-    assert info.hashes.sha512 == hashlib.sha512(data).hexdigest()
+    assert (info.hashes.md5, info.hashes.sha1, info.hashes.sha256) == tuple(
+        hashlib.new(a, data).hexdigest() for a in ("md5", "sha1", "sha256")
+    )
 
 
 @pytest.mark.parametrize("kind", COMPRESSORS)
@@ -891,3 +893,16 @@ def test_a_200_mb_sparse_deb_file_in_bounded_memory(tmp_path: Path) -> None:
     assert result[0].size == path.stat().st_size == 8 + len(DEBIAN_BINARY) + len(CONTROL_GZ) + 60 + size
     with path.open("rb") as f:
         assert result[0].hashes.sha1 == hashlib.file_digest(f, "sha1").hexdigest()
+
+
+def test_tar_header_checksums_are_accepted_as_unsigned_or_as_old_signed_sums() -> None:
+    from ghapt.deb.reader import _tar_checksum_ok
+
+    block = bytearray(512)
+    block[:12] = "./contrôl".encode()  # two bytes above 127
+    rest = bytes(block[:148] + block[156:])
+    unsigned = sum(rest) + 8 * 0x20
+    signed = unsigned - 256 * sum(1 for b in rest if b > 127)
+    for value, ok in ((unsigned, True), (signed, True), (unsigned + 1, False), (signed - 256, False)):
+        block[148:156] = b"%06o\0 " % value
+        assert _tar_checksum_ok(bytes(block)) is ok, value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import itertools
@@ -11,6 +12,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -18,10 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 from debian.deb822 import Packages, Release
+from debian.debian_support import Version
 from ghapt.core.errors import BadDebError
-from ghapt.core.model import Asset, Control, DebInfo, Hashes, IndexedAsset
-from ghapt.deb.control import parse_control, render_stanza
+from ghapt.core.model import Asset, Control, DebInfo, Hashes, IndexedAsset, Skipped
+from ghapt.deb.control import parse_control, render_stanza, version_problem
 from ghapt.deb.dists import (
+    _preference,
     build_dists,
     byhash_paths,
     packages_for_arch,
@@ -34,6 +38,7 @@ from ghapt.deb.reader import read_deb_path
 
 from tests.support import realcontrols
 from tests.support.debbuild import build_deb
+from tests.support.dpkgversions import dpkg_binary_compare, dpkg_perl_compare, random_version
 
 DATE = datetime(2026, 11, 27, 2, 0, 0, tzinfo=UTC)
 T = TypeVar("T")
@@ -368,6 +373,76 @@ def test_an_invalid_version_is_skipped_not_fatal() -> None:
     assert "not a valid Debian version" in skipped[0].reason
 
 
+def _reference_selection(candidates: list[IndexedAsset]) -> tuple[list[IndexedAsset], list[Skipped]]:
+    """The selection rule spelt out plainly: in preference order, keep what clashes with nothing
+    kept, merge identical copies, skip conflicts; index order by python-debian's Version.
+
+    The entries have no blanks around Package, Version and Architecture."""
+    kept: list[IndexedAsset] = []
+    skipped: list[Skipped] = []
+    for entry in sorted(candidates, key=_preference):
+        version = entry.deb.version
+        if version_problem(version):
+            skipped.append(Skipped(entry.asset, "invalid"))
+            continue
+        same_version = [
+            k
+            for k in kept
+            if (k.deb.package, k.deb.architecture) == (entry.deb.package, entry.deb.architecture)
+            and Version(k.deb.version) == Version(version)
+        ]
+        same_path = [k for k in kept if k.pool_path == entry.pool_path]
+        clash = (same_version + same_path + [None])[0]  # a version clash is named first
+        if clash is None:
+            kept.append(entry)
+        elif clash.deb.hashes.sha256 != entry.deb.hashes.sha256:
+            a = clash.asset
+            skipped.append(Skipped(entry.asset, f"{a.name} (release {a.release}, {a.key})"))
+    kept.sort(
+        key=lambda e: (e.deb.package, Version(e.deb.version), e.deb.architecture, e.pool_path, _preference(e))
+    )
+    return kept, skipped
+
+
+def _clashing_candidates(seed: int) -> list[IndexedAsset]:
+    """Entries that clash every way: equal versions, shared pool paths, copies, bad versions."""
+    rng = random.Random(seed)  # noqa: S311 (test data, nothing secret)
+    versions = ("1.0", "1.00", "0:1.0", "1:1.0", "1.0-0", "1.0-1", "1:1.0-1", "2.0~rc1", "2.0", "1.0 beta")
+    out: list[IndexedAsset] = []
+    for i in range(60):
+        package, arch, version = (
+            rng.choice(("foo", "bar")),
+            rng.choice(("amd64", "all")),
+            rng.choice(versions),
+        )
+        release = rng.choice(("v1", "v2", "v10"))
+        entry = fake(
+            package, version.split()[0], arch, content=rng.choice("ab"), release=release, key=f"k:{i % 7}"
+        )
+        if " " in version:  # an invalid version (fake builds its pool path from a valid one)
+            control = tuple((k, version if k == "Version" else v) for k, v in entry.deb.control)
+            entry = replace(entry, deb=replace(entry.deb, control=control))
+        if out and rng.random() < 0.15:  # a copy: the same asset twice, or the same bytes elsewhere
+            entry = rng.choice((out[-1], replace(out[-1], asset=entry.asset)))
+        out.append(entry)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_selection_follows_the_plain_rule(seed: int) -> None:
+    candidates = _clashing_candidates(seed)
+    kept, skipped = select_entries(candidates)
+    expected_kept, expected_skipped = _reference_selection(candidates)
+    assert kept == expected_kept
+    assert [s.asset for s in skipped] == [s.asset for s in expected_skipped]
+    for got, want in zip(skipped, expected_skipped, strict=True):
+        if want.reason == "invalid":
+            assert "not a valid Debian version" in got.reason
+        else:
+            assert got.reason.startswith("conflict: ")
+            assert f" and {want.reason} have the " in got.reason
+
+
 # --- Packages ------------------------------------------------------------------------------
 
 
@@ -496,6 +571,22 @@ def test_two_builds_from_shuffled_input_are_byte_identical() -> None:
         assert _build(again) == first
 
 
+def test_one_content_given_twice_is_listed_in_preference_order() -> None:
+    """Copies of one .deb (same pool path and sha256) may differ in the digests known for them."""
+    plain = fake("foo", "1.0", release="v2")
+    known = replace(
+        fake("foo", "1.0", release="v10"),
+        deb=replace(plain.deb, hashes=replace(plain.deb.hashes, md5="0" * 32)),
+    )
+    others = [fake("foo", "0.9"), fake("foo", "1.1")]
+    first = packages_for_arch([known, plain, *others], "amd64")
+    stanzas = first.split(b"\n\n")
+    assert [b"MD5sum: " in st for st in stanzas if b"Version: 1.0\n" in st] == [False, True]  # v2, v10
+    for order in _all_orders([plain, known, *others]):
+        assert packages_for_arch(order, "amd64") == first
+        assert _build({"stable": order})["dists/stable/main/binary-amd64/Packages"] == first
+
+
 def test_compressed_indexes_pass_gzip_and_xz(tmp_path: Path) -> None:
     files = _build(_suites())
     folder = "dists/stable/main/binary-amd64"
@@ -519,6 +610,60 @@ def test_conflicts_left_in_are_refused() -> None:
     # The same bytes in both suites are fine.
     same = fake("foo", "1.0")
     assert "dists/prerelease/Release" in _build({"stable": [same], "prerelease": [same]})
+
+
+def test_conflicts_left_in_are_refused_whatever_hides_them() -> None:
+    # dpkg-equal versions under two pool paths
+    with pytest.raises(ValueError, match=r"select_entries.*different contents"):
+        _build({"stable": [fake("foo", "1.0", content="a"), fake("foo", "1.00", content="b")]})
+    # An invalid version left in
+    bad = replace(
+        fake("foo", "1.0"),
+        deb=replace(
+            fake("foo", "1.0").deb,
+            control=(("Package", "foo"), ("Version", "1.0 beta"), ("Architecture", "amd64")),
+        ),
+    )
+    with pytest.raises(ValueError, match=r"select_entries.*not a valid Debian version"):
+        _build({"stable": [bad]})
+    # 2.0 and 1:2.0 share a pool path; 1:2.0 and 1:2.00 are equal to dpkg. With the same sha256
+    # for the first two (made up: real debs of two versions differ), one of them is a mere copy,
+    # but 1:2.0 and 1:2.00 would still be two contents of one version in the index.
+    plain = fake("foo", "2.0", content="a", release="v1")
+    epoch = replace(
+        fake("foo", "1:2.0", release="v2"), deb=replace(fake("foo", "1:2.0").deb, hashes=plain.deb.hashes)
+    )
+    equal = fake("foo", "1:2.00", content="c", release="v3")
+    with pytest.raises(ValueError, match="select_entries"):
+        _build({"stable": [plain, epoch, equal]})
+
+
+def test_hundreds_of_versions_are_listed_in_dpkg_order_whatever_the_input_order() -> None:
+    rng = random.Random(3)  # noqa: S311 (test data, nothing secret)
+    versions = list(dict.fromkeys(random_version(rng) for _ in range(600)))
+    assert any("~" in v for v in versions) and any(":" in v for v in versions)
+    entries = [fake(p, v, a, content=v) for v in versions for p, a in (("foo", "amd64"), ("bar", "all"))]
+    kept, skipped = select_entries(shuffled(entries, 1))
+    assert len(kept) > 500 and skipped  # dpkg-equal versions (1.0, 1.00) of different contents clash
+    files = _build({"stable": kept}, architectures=["amd64"])
+    packages = files["dists/stable/main/binary-amd64/Packages"]
+    for seed in range(3):
+        assert _build({"stable": shuffled(kept, seed)}, architectures=["amd64"]) == files
+    listed = [
+        (p["Package"], p["Version"]) for p in Packages.iter_paragraphs(packages.decode(), use_apt_pkg=False)
+    ]
+    assert len(listed) == len(kept)
+    assert [p for p, _ in listed] == sorted(p for p, _ in listed)
+    for package in ("bar", "foo"):
+        order = [v for p, v in listed if p == package]
+        assert order == sorted(order, key=functools.cmp_to_key(_debian_cmp))
+        assert set(dpkg_binary_compare(list(itertools.pairwise(order))[:150])) == {-1}
+        assert set(dpkg_perl_compare(list(itertools.pairwise(order)))) == {-1}
+
+
+def _debian_cmp(a: str, b: str) -> int:
+    va, vb = Version(a), Version(b)
+    return int(va > vb) - int(va < vb)
 
 
 @pytest.mark.parametrize(

@@ -227,3 +227,28 @@ def test_two_stores_fed_the_same_releases_get_byte_identical_indices(world: Worl
     b = world.indexer(other).rebuild().commit or ""
     for path in (PACKAGES, PACKAGES + ".xz", PACKAGES + ".gz", POOL_FILE):
         assert world.store.read_file(a, path) == other.read_file(b, path), path
+
+
+def test_state_files_name_one_asset_per_line_and_parse_back(world: World) -> None:
+    """assets.json and pool.json: sorted, one entry per line (a branch diff names the asset that
+    changed), the rest compact (the C encoder, not ``indent``'s pure-Python one)."""
+    from ghapt.core.layout import ASSETS_FILE
+
+    result = world.indexer().rebuild()
+    commit = result.commit or ""
+    record_bytes = world.store.read_file(commit, ASSETS_FILE) or b""
+    record = json.loads(record_bytes)
+    assets = record["assets"]
+    assert len(assets) == 3
+    lines = record_bytes.decode().splitlines()
+    for key, entry in assets.items():
+        line = f"{json.dumps(key)}:{json.dumps(entry, sort_keys=True, separators=(',', ':'))}"
+        assert line in lines or f"{line}," in lines, key
+    assert (lines[0], lines[-1]) == ("{", "}")
+    pool_bytes = world.store.read_file(commit, POOL_FILE) or b""
+    pool = json.loads(pool_bytes)
+    assert pool_bytes.decode().splitlines()[1:-1] == [
+        f"{json.dumps(path)}:{json.dumps(pool[path], sort_keys=True, separators=(',', ':'))}"
+        + ("," if i < len(pool) - 1 else "")
+        for i, path in enumerate(sorted(pool))
+    ]

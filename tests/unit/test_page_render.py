@@ -4,16 +4,20 @@ the listing ``ghapt list`` reads back."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import random
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from debian.debian_support import Version
 from ghapt.bootstrap import Services
 from ghapt.core.layout import PAGE_FILE
 from ghapt.core.model import Asset, DebInfo, Hashes, IndexedAsset
 from ghapt.core.settings import Settings
+from ghapt.deb.versions import version_key
 from ghapt.page import (
     CONTENT_SECURITY_POLICY,
     PageError,
@@ -24,6 +28,7 @@ from ghapt.page import (
 )
 
 from tests.support.debbuild import build_deb
+from tests.support.dpkgversions import random_version
 
 
 def _entry(
@@ -79,6 +84,21 @@ def test_versions_are_in_debian_order_and_every_suite_is_listed() -> None:
     # The client setup names the default suite and points at the others.
     assert "Suites: stable\n" in page
     assert "<code>prerelease</code>" in page
+
+
+def test_the_listing_is_in_dpkg_version_order() -> None:
+    rng = random.Random(8)  # noqa: S311 (test data, nothing secret)
+    versions = list(dict.fromkeys(random_version(rng) for _ in range(300)))
+    entries = [_entry("tool", v) for v in versions]
+    listed = [row["version"] for row in _data(*reversed(entries))["suites"]["stable"]]
+    by_dpkg = sorted(versions, key=functools.cmp_to_key(_debian_cmp))
+    assert [version_key(v) for v in listed] == [version_key(v) for v in by_dpkg]
+    assert _data(*entries) == _data(*reversed(entries))
+
+
+def _debian_cmp(a: str, b: str) -> int:
+    va, vb = Version(a), Version(b)
+    return int(va > vb) - int(va < vb)
 
 
 def test_control_data_is_escaped_and_placeholders_in_it_are_never_filled() -> None:

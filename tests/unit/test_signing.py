@@ -388,3 +388,28 @@ def test_bad_metadata_is_refused(tmp_path: Path) -> None:
     (tmp_path / "signing-key.json").write_text('{"created": "yesterday"}')
     with pytest.raises(ConfigError, match="creation time"):
         load_or_create_local_key(tmp_path)
+
+
+def test_a_damaged_key_file_is_caught_before_anything_is_signed(tmp_path: Path) -> None:
+    """The key loads without OpenSSL's slow consistency check, so a damaged CRT value must still
+    be caught: by the signer's own check of every signature."""
+    good = fresh_rsa_key(3072)
+    numbers = good.private_numbers()
+    damaged = rsa.RSAPrivateNumbers(
+        p=numbers.p,
+        q=numbers.q,
+        d=numbers.d + 2,  # wrong private exponents (OpenSSL falls back from a bad CRT result to d)
+        dmp1=numbers.dmp1 + 2,
+        dmq1=numbers.dmq1 + 2,
+        iqmp=numbers.iqmp,
+        public_numbers=numbers.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    _write_key(tmp_path, damaged)
+    from ghapt.core.errors import GhaptError
+
+    try:
+        signer = local_signer(tmp_path)
+    except ConfigError:
+        return  # refused at load: also safe
+    with pytest.raises(GhaptError, match="does not verify"):
+        signer.clearsign(RELEASE)

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ghapt.core.errors import ConfigError
 from ghapt.core.ports import MetadataStore, ReleaseSource, Signer
 from ghapt.core.settings import Settings
-from ghapt.serving import BranchCache, PoolResolver
 
 if TYPE_CHECKING:
     from ghapt.auth.authenticator import Authenticator
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from ghapt.github.client import ClientProfile, GitHubClient
     from ghapt.indexer import Indexer, RebuildResult
     from ghapt.local.signedurls import SignedUrls
+    from ghapt.serving import BranchCache, PoolResolver
 
 
 class Services:
@@ -249,10 +249,14 @@ class Services:
         """Locally the head check is a file read, so every request looks (a ``ghapt rebuild`` from
         another process is served at once); on GitHub it is an API call, made once per window."""
         ttl = 0.0 if self.settings.backend == "local" else float(self.settings.cache_seconds)
+        from ghapt.serving import BranchCache  # the HTTP side only: a rebuild never needs it
+
         return BranchCache(self.serving_store, ttl=ttl)
 
     @cached_property
     def pool(self) -> PoolResolver:
+        from ghapt.serving import PoolResolver
+
         return PoolResolver(self.branch_cache, self.serving_source)
 
     @cached_property

@@ -20,13 +20,22 @@ Every read asset is recorded, also the broken ones (``bad``) and those that lose
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +46,7 @@ from ghapt.core.layout import (
     GENERATIONS_FILE,
     POOL_FILE,
     RECORD_VERSION,
+    SEGMENTS_FILE,
     SUITES_FILE,
     git_blob_id,
 )
@@ -44,6 +54,7 @@ from ghapt.core.model import Asset, DebInfo, Hashes, IndexedAsset, Skipped
 from ghapt.core.ports import MetadataStore, ReleaseSource, Signer
 from ghapt.core.routing import Routing, suites_listing
 from ghapt.core.settings import Settings
+from ghapt.deb.compression import PackagesCompressor, Piece, SegmentCache
 from ghapt.deb.dists import build_dists, byhash_paths
 from ghapt.deb.placement import place
 from ghapt.page import page_files
@@ -51,6 +62,9 @@ from ghapt.page import page_files
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# Worker processes cost about 0.2 s to start; below this many local reads, threads are faster.
+PROCESS_READS_MIN = 1000
+PROCESS_BATCH = 50  # assets a worker process reads per task: one round trip per 50 reads, not per read
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 
@@ -139,6 +153,7 @@ class Indexer:
         self.monotonic = monotonic
         self.workers = workers
         self._read_cache: dict[tuple[str, str], DebInfo | BadDebError] = {}
+        self._segments: dict[tuple[str, str], Piece] = {}  # compressed segments of the last build
 
     # ---------------------------------------------------------------------------------------
     def rebuild(
@@ -203,6 +218,7 @@ class Indexer:
 
         now = self.clock().replace(microsecond=0)
         valid_until = now + timedelta(days=self.settings.valid_days) if self.settings.valid_days else None
+        compressor = self._compressor(head, head_files)
         files = build_dists(
             suites,
             component=self.settings.component,
@@ -211,10 +227,13 @@ class Indexer:
             label=self.settings.label,
             date=now,
             valid_until=valid_until,
+            compressor=compressor,
         )
+        self._segments = {k: v for k, v in compressor.cache.memory.items() if k in compressor.used}
+        files[SEGMENTS_FILE] = _dump_json(compressor.tables, levels=1)
         new_record = self._record(suites, reading.bad, _lost(reading.debs, suites, conflicts), files)
         files[ASSETS_FILE] = _dump_json(new_record)
-        files[POOL_FILE] = _dump_json(_pool_manifest(suites))
+        files[POOL_FILE] = _dump_json(_pool_manifest(suites), levels=1)
         files[SUITES_FILE] = _dump_json(suites_listing(routing, files))
         files.update(page_files(suites, self.settings, self.signer.fingerprint))
 
@@ -295,6 +314,18 @@ class Indexer:
         )
         return result
 
+    def _compressor(self, head: str | None, head_files: Mapping[str, str]) -> PackagesCompressor:
+        """A compressor that reuses the segments of this process's last build and of the head's index."""
+        previous = _load_json(self.store, head, SEGMENTS_FILE) if SEGMENTS_FILE in head_files else {}
+        tables = {p: rows for p, rows in previous.items() if p in head_files and isinstance(rows, list)}
+
+        def read(path: str) -> bytes | None:
+            return self.store.read_file(head, path) if head else None
+
+        cache = SegmentCache(tables, read)
+        cache.memory.update(self._segments)
+        return PackagesCompressor(cache)
+
     # ---------------------------------------------------------------------------------------
     def _triage(
         self, assets: list[Asset], known: Mapping[str, Any], known_bad: Mapping[str, Any]
@@ -347,34 +378,42 @@ class Indexer:
         read = 0
         failure: GhaptError | None = None
         if to_read:
-            with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-                inflight: dict[Future[DebInfo | BadDebError], Asset] = {}
+            pool, task, limit, batch = self._readers(len(to_read), read_one)
+            with pool:
+                inflight: dict[Future[list[DebInfo | BadDebError]], list[Asset]] = {}
                 while True:
                     while (
                         to_read
                         and failure is None
-                        and len(inflight) < max(1, self.workers)
+                        and len(inflight) < limit
                         and (read + len(inflight) == 0 or deadline is None or self.monotonic() < deadline)
                     ):
-                        asset = to_read.popleft()
-                        inflight[pool.submit(read_one, asset)] = asset
+                        chunk = [to_read.popleft() for _ in range(min(batch, len(to_read)))]
+                        inflight[pool.submit(task, chunk)] = chunk
                     if not inflight:
                         break
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for future in done:
-                        asset = inflight.pop(future)
+                        chunk = inflight.pop(future)
                         try:
-                            outcome = future.result()
+                            outcomes = future.result()
                         except GhaptError as exc:  # e.g. rate limited: keep what is read, stop
-                            log.warning("reading stopped", extra={"asset": asset.key, "reason": str(exc)})
+                            log.warning("reading stopped", extra={"asset": chunk[0].key, "reason": str(exc)})
                             failure = failure or exc
-                            to_read.appendleft(asset)
+                            to_read.extendleft(reversed(chunk))
                             continue
-                        read += 1
-                        self._read_cache[(asset.key, asset.fingerprint)] = outcome
-                        results[asset.key] = outcome
-                        if progress:
-                            progress("read", {"asset": asset.name, "bytes": asset.size})
+                        for asset, outcome in zip(chunk, outcomes, strict=True):
+                            read += 1
+                            if (
+                                isinstance(outcome, BadDebError) and batch > 1
+                            ):  # logged in the worker otherwise
+                                log.warning(
+                                    f"skipping {asset.key}: {outcome.reason}", extra={"asset": asset.key}
+                                )
+                            self._read_cache[(asset.key, asset.fingerprint)] = outcome
+                            results[asset.key] = outcome
+                            if progress:
+                                progress("read", {"asset": asset.name, "bytes": asset.size})
         # Keep only what the source still publishes: a warm process must not grow without bound.
         current = {(a.key, a.fingerprint) for a in assets}
         self._read_cache = {k: v for k, v in self._read_cache.items() if k in current}
@@ -383,6 +422,34 @@ class Indexer:
         if to_read:
             log.info("reading stopped early", extra={"remaining": len(to_read), "read": read})
         return _Reading(debs, bad, read, reused, len(to_read), failure)
+
+    def _readers(
+        self, count: int, read_one: Callable[[Asset], DebInfo | BadDebError]
+    ) -> tuple[Executor, Callable[[list[Asset]], list[DebInfo | BadDebError]], int, int]:
+        """Where reads run, how many tasks may be in flight, and how many assets a task reads.
+
+        Threads, one asset a task (network reads wait; hashing frees the GIL); or, for a large
+        batch of local files, one process per CPU reading ``PROCESS_BATCH`` assets a task,
+        since parsing thousands of small .debs holds the GIL and threads would only take turns.
+        Processes are forked, and only from a process with no other thread (``ghapt rebuild``):
+        a fork never copies a lock another thread holds, and nothing re-runs the caller's main
+        module. ``ghapt serve``'s watcher reads in threads."""
+        reader: Callable[[], Callable[[Asset], DebInfo]] | None = getattr(self.source, "reader", None)
+        cpus = os.cpu_count() or 1
+        local = getattr(self.source, "cpu_bound_reads", False)
+        if reader and local and cpus > 1 and count >= PROCESS_READS_MIN and threading.active_count() == 1:
+            import multiprocessing  # about 35 ms of imports: only when worker processes are used
+            from concurrent.futures import ProcessPoolExecutor
+
+            try:
+                context = multiprocessing.get_context("fork")
+                pool: Executor = ProcessPoolExecutor(max_workers=cpus, mp_context=context)
+            except (OSError, NotImplementedError) as exc:  # no semaphores (e.g. a sandbox): threads
+                log.info("reading in threads", extra={"reason": str(exc)})
+            else:
+                return pool, functools.partial(_read_batch, reader()), 2 * cpus, PROCESS_BATCH
+        workers = max(1, self.workers)
+        return ThreadPoolExecutor(max_workers=workers), functools.partial(_read_each, read_one), workers, 1
 
     def _record(
         self,
@@ -438,6 +505,23 @@ class _Reading:
     failure: GhaptError | None
 
 
+def _read_batch(reader: Callable[[Asset], DebInfo], assets: list[Asset]) -> list[DebInfo | BadDebError]:
+    """Reads in a worker process: a broken .deb is a result, not a failure."""
+    out: list[DebInfo | BadDebError] = []
+    for asset in assets:
+        try:
+            out.append(reader(asset))
+        except BadDebError as exc:
+            out.append(exc)
+    return out
+
+
+def _read_each(
+    read_one: Callable[[Asset], DebInfo | BadDebError], assets: list[Asset]
+) -> list[DebInfo | BadDebError]:
+    return [read_one(asset) for asset in assets]
+
+
 def _lost(
     debs: Iterable[tuple[Asset, DebInfo]],
     suites: Mapping[str, list[IndexedAsset]],
@@ -457,7 +541,7 @@ def _deb_record(asset: Asset, deb: DebInfo) -> dict[str, Any]:
         "suite": asset.suite,
         "size": deb.size,
         "hashes": {k: v for k, v in vars(deb.hashes).items() if v},
-        "control": [list(kv) for kv in deb.control],
+        "control": deb.control,  # tuples are JSON arrays: no copy
     }
 
 
@@ -557,8 +641,21 @@ def _load_json(store: MetadataStore, head: str | None, path: str) -> dict[str, A
     return value if isinstance(value, dict) else {}
 
 
-def _dump_json(value: Any) -> bytes:
-    return (json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
+def _dump_json(value: Any, levels: int = 2) -> bytes:
+    """Sorted JSON with one entry per line for the first ``levels`` levels of objects, so a diff
+    of the branch names the asset that changed. Below that, compact: ``indent`` would force
+    Python's pure-Python encoder (about 0.1 s for 400 records), compact output uses the C one."""
+    return (_json_lines(value, levels) + "\n").encode()
+
+
+def _json_lines(value: Any, levels: int) -> str:
+    if levels <= 0 or not isinstance(value, dict) or not value:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    entries = sorted(value.items(), key=lambda kv: str(kv[0]))
+    inner = ",\n".join(
+        f"{json.dumps(str(k), ensure_ascii=False)}:{_json_lines(v, levels - 1)}" for k, v in entries
+    )
+    return "{\n" + inner + "\n}"
 
 
 def _commit_message(result: RebuildResult, suites: Mapping[str, list[IndexedAsset]]) -> str:

@@ -32,13 +32,16 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ghapt.core.errors import GhaptError, NotFound
 from ghapt.core.layout import PAGE_FILE
 from ghapt.core.model import IndexedAsset
 from ghapt.core.settings import Settings
-from ghapt.serving import MAX_INLINE_BYTES, BranchCache, Reply, _not_modified
+from ghapt.deb.versions import version_key
+
+if TYPE_CHECKING:
+    from ghapt.serving import BranchCache, Reply
 
 PAGE_FORMAT = 1
 KEY_FILE = "/etc/apt/keyrings/ghapt.asc"
@@ -119,9 +122,9 @@ def listing(
 
 def _debian_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Package, then Debian version order (1.9 before 1.10, ~rc before the release), then arch."""
-    from debian.debian_support import Version
-
-    return sorted(rows, key=lambda r: (r["package"], Version(r["version"]), r["architecture"], r["filename"]))
+    return sorted(
+        rows, key=lambda r: (r["package"], version_key(r["version"]), r["architecture"], r["filename"])
+    )
 
 
 def _entry(e: IndexedAsset) -> dict[str, Any]:
@@ -297,6 +300,8 @@ def fill_page(template: bytes, *, commit: str, built: int, base_url: str) -> byt
 
 def serve_page(cache: BranchCache, headers: Mapping[str, str], base_url: str) -> Reply:
     """``GET /`` and ``/index.html``: the committed page, filled in, with validators and a strict CSP."""
+    from ghapt.serving import MAX_INLINE_BYTES, Reply, _not_modified  # not on a rebuild's path
+
     snap = cache.snapshot()
     blob = snap.files.get(PAGE_FILE)
     if blob is None:

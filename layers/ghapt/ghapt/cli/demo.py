@@ -6,7 +6,6 @@ import argparse
 import gzip
 import io
 import os
-import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from ghapt.cli.options import (
     add_settings,
 )
 from ghapt.core.settings import Settings
-from ghapt.local.runtime import run_server
 
 _MTIME = 1_700_000_000
 
@@ -30,6 +28,8 @@ DEMO_PACKAGES = (
 
 
 def _tar_gz(members: dict[str, tuple[bytes, int]]) -> bytes:
+    import tarfile  # only the demo builds .debs
+
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         dirs: set[str] = set()
@@ -154,6 +154,8 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
             f"Browse it: {url}/ (login demo, the password in {secret_file})",
         ]
     )
+    from ghapt.local.runtime import run_server  # waitress and the gateway: only when serving
+
     run_server(services, banner=banner)
     return 0
 

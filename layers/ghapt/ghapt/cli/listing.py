@@ -17,7 +17,6 @@ from ghapt.cli.options import SETTING_FLAGS, Subparsers, add_settings, only, rea
 from ghapt.core.errors import ConfigError, GhaptError, NotFound
 from ghapt.core.layout import PAGE_FILE
 from ghapt.core.settings import Settings
-from ghapt.page import read_listing
 
 COLUMNS = ("suite", "package", "version", "architecture", "size", "release")
 
@@ -100,6 +99,8 @@ def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
         if args.user or args.token:
             raise ConfigError("--user and --token go with --url (a deployed repository)")
         page = local_page(settings, environ)
+    from ghapt.page import read_listing
+
     table = rows(read_listing(page), args.list_suite)
     if args.format == "json":
         json.dump(table, sys.stdout, indent=1, ensure_ascii=False)

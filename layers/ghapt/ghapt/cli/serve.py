@@ -13,13 +13,14 @@ from ghapt.cli.options import (
     add_settings,
 )
 from ghapt.core.settings import Settings
-from ghapt.local.runtime import run_server
 
 
 def run(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
     from ghapt.bootstrap import Services
 
     services = Services(settings, environ)
+    from ghapt.local.runtime import run_server  # waitress and the gateway: only when serving
+
     run_server(services, banner=None)
     return 0
 

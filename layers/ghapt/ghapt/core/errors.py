@@ -23,6 +23,10 @@ class BadDebError(GhaptError):
         self.name = name
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[BadDebError], tuple[str, str]]:
+        """Picklable with both arguments: a worker process hands it back to the indexer."""
+        return (type(self), (self.name, self.reason))
+
 
 class BadRequest(GhaptError):
     status = 400

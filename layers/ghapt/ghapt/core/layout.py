@@ -13,6 +13,7 @@ from ghapt.core.errors import GhaptError
 ASSETS_FILE = "ghapt/assets.json"  # what was indexed: stanza data per asset, and the rejects
 POOL_FILE = "ghapt/pool.json"  # pool path -> asset locator, for the pool function's 302
 GENERATIONS_FILE = "ghapt/generations.json"  # by-hash files kept per index generation
+SEGMENTS_FILE = "ghapt/segments.json"  # where each compressed segment of Packages.xz/.gz sits, for reuse
 # Served (behind auth) beside the suites, so clients can list them: a suite name cannot start with "_".
 SUITES_FILE = "dists/_suites.json"
 PAGE_FILE = "index.html"  # the repository page served at / (see ghapt.page)

@@ -9,19 +9,19 @@ and names for ``CTRL_INDEX_PKG``); the tests compare against the real tool byte 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import lzma
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-
-from debian.debian_support import Version
+from operator import itemgetter
 
 from ghapt.core.errors import BadDebError
 from ghapt.core.layout import MAX_INDEX_FILE_BYTES
 from ghapt.core.model import DebInfo, IndexedAsset, Skipped
+from ghapt.deb.compression import PackagesCompressor
 from ghapt.deb.control import PERL_BLANKS, render_stanza, version_problem
+from ghapt.deb.versions import VersionKey, version_key
 
 # Names that are safe as pool path segments (a hostile control file must not leave the pool).
 _SAFE_PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]*$")
@@ -75,10 +75,24 @@ def _pva(deb: DebInfo) -> tuple[str, str, str]:
 # --- selection -----------------------------------------------------------------------------
 
 
-def _natural(text: str) -> tuple[tuple[int, str], ...]:
-    """Digits compared as numbers: tag v1.9 before v1.10, asset id 99 before 123."""
-    parts = re.split(r"([0-9]+)", text)
-    return tuple((int(p), p) if i % 2 else (0, p) for i, p in enumerate(parts))
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
+
+# package, Debian version, architecture, pool path: the index order (see _entry_key)
+EntryKey = tuple[str, VersionKey, str, str]
+_first = itemgetter(0)
+_rank = itemgetter(0, 1)  # preference, then input position: a stable sort by preference
+
+
+def _natural(text: str) -> tuple[str | tuple[int, str], ...]:
+    """Digits compared as numbers: tag v1.9 before v1.10, asset id 99 before 123.
+
+    Text runs and ``(number, digits)`` alternate, starting with text (maybe empty), so two
+    keys compare like for like; built by slices so no Python code runs per run."""
+    runs: list[str] = _DIGIT_RUNS.split(text)
+    digits = runs[1::2]
+    parts: list[str | tuple[int, str]] = list(runs)
+    parts[1::2] = zip(map(int, digits), digits, strict=True)
+    return tuple(parts)
 
 
 def _preference(entry: IndexedAsset) -> tuple[object, ...]:
@@ -90,14 +104,35 @@ def _preference(entry: IndexedAsset) -> tuple[object, ...]:
     return (_natural(a.release), _natural(a.name), _natural(a.key), entry.deb.hashes.sha256)
 
 
-def _entry_key(entry: IndexedAsset) -> tuple[object, ...]:
-    """Index order: package, Debian version order, architecture, pool path."""
-    package, version, arch = _pva(entry.deb)
-    return (package, Version(version), arch, entry.pool_path, _preference(entry))
+def _entry_key(entry: IndexedAsset, pva: tuple[str, str, str]) -> EntryKey:
+    """Index order: package, Debian version order, architecture, pool path (then preference).
+
+    Plain tuples (``version_key``), so a sort compares them natively; callers compute each
+    entry's key once. ``pva`` is ``_pva(entry.deb)``, with a valid version (``_invalid``).
+    Entries with equal keys share a pool path; only they need ``_preference`` (``_order_ties``)."""
+    package, version, arch = pva
+    return (package, version_key(version), arch, entry.pool_path)
 
 
-def _sorted_entries(entries: Iterable[IndexedAsset]) -> list[IndexedAsset]:
-    return sorted(entries, key=_entry_key)
+def _index_order(entries: Iterable[IndexedAsset]) -> list[tuple[EntryKey, IndexedAsset]]:
+    """Entries with their keys, in index order: one key per entry, one sort."""
+    keyed = [(_entry_key(e, _pva(e.deb)), e) for e in entries]
+    keyed.sort(key=_first)
+    _order_ties(keyed)
+    return keyed
+
+
+def _order_ties(keyed: list[tuple[EntryKey, IndexedAsset]]) -> None:
+    """Put runs of equal keys (one pool path given twice) in preference order, in place.
+
+    The same order as sorting by key and preference together, with the preference computed
+    only where keys tie (rare: ``select_entries`` leaves one entry per pool path)."""
+    start = 0
+    for end in range(1, len(keyed) + 1):
+        if end == len(keyed) or keyed[end][0] != keyed[start][0]:
+            if end - start > 1:
+                keyed[start:end] = sorted(keyed[start:end], key=lambda ke: _preference(ke[1]))
+            start = end
 
 
 def _describe(entry: IndexedAsset) -> str:
@@ -105,8 +140,8 @@ def _describe(entry: IndexedAsset) -> str:
     return f"{a.name} (release {a.release}, {a.key})"
 
 
-def _invalid(entry: IndexedAsset) -> str | None:
-    package, version, arch = _pva(entry.deb)
+def _invalid(package: str, version: str, arch: str) -> str | None:
+    """Why an entry with this Package/Version/Architecture (``_pva``) cannot be indexed, or None."""
     if not package or not arch:
         return "the control file lacks Package or Architecture"
     if version_problem(version):
@@ -123,50 +158,67 @@ def select_entries(candidates: Iterable[IndexedAsset]) -> tuple[list[IndexedAsse
     are a conflict: the preferred entry (see ``_preference``) is kept and the other one is
     returned as Skipped naming both. The result does not depend on the input order and is
     sorted by package, Debian version, architecture and pool path."""
-    kept: list[IndexedAsset] = []
-    skipped: list[Skipped] = []
-    by_path: dict[str, IndexedAsset] = {}
-    by_name: dict[tuple[str, str], list[IndexedAsset]] = {}
-    for entry in sorted(candidates, key=_preference):
-        problem = _invalid(entry)
+    skipped: list[tuple[tuple[object, ...], int, Skipped]] = []  # with preference, input position
+    valid: list[tuple[int, IndexedAsset, tuple[str, str, str], VersionKey]] = []
+    paths: Counter[str] = Counter()
+    versions: Counter[tuple[str, str, VersionKey]] = Counter()
+    for i, entry in enumerate(candidates):
+        pva = _pva(entry.deb)
+        problem = _invalid(*pva)
         if problem:
-            skipped.append(Skipped(entry.asset, problem))
+            skipped.append((_preference(entry), i, Skipped(entry.asset, problem)))
             continue
+        vkey = version_key(pva[1])
+        valid.append((i, entry, pva, vkey))
+        paths[entry.pool_path] += 1
+        versions[(pva[0], pva[2], vkey)] += 1
+    # An entry alone with its pool path and its version clashes with nothing: kept without
+    # ranking. The others are decided in preference order, among themselves.
+    kept: list[tuple[EntryKey, IndexedAsset]] = []
+    contested: list[tuple[tuple[object, ...], int, IndexedAsset, tuple[str, str, str], VersionKey]] = []
+    for i, entry, pva, vkey in valid:
+        if paths[entry.pool_path] == 1 and versions[(pva[0], pva[2], vkey)] == 1:
+            kept.append(((pva[0], vkey, pva[2], entry.pool_path), entry))
+        else:
+            contested.append((_preference(entry), i, entry, pva, vkey))
+    contested.sort(key=_rank)
+    by_path: dict[str, IndexedAsset] = {}
+    # (Package, Architecture, version key) -> the kept entry and its version as written
+    by_version: dict[tuple[str, str, VersionKey], tuple[IndexedAsset, str]] = {}
+    for preference, i, entry, (package, version, arch), vkey in contested:
         deb = entry.deb
-        package, version, arch = _pva(deb)
         clash, why = None, ""
-        for other in by_name.get((package, arch), []):
-            other_version = _pva(other.deb)[1]
-            if Version(other_version) == Version(version):
-                clash = other
-                why = f"same Package/Version/Architecture {package} {version} {arch}"
-                if other_version != version:
-                    why += f" (dpkg treats {other_version} and {version} as equal)"
-                break
+        same = by_version.get((package, arch, vkey))
+        if same is not None:
+            clash, other_version = same
+            why = f"same Package/Version/Architecture {package} {version} {arch}"
+            if other_version != version:
+                why += f" (dpkg treats {other_version} and {version} as equal)"
         if clash is None and entry.pool_path in by_path:
             clash, why = by_path[entry.pool_path], f"same pool path {entry.pool_path}"
         if clash is None:
-            kept.append(entry)
+            kept.append(((package, vkey, arch, entry.pool_path), entry))
             by_path[entry.pool_path] = entry
-            by_name.setdefault((package, arch), []).append(entry)
+            by_version[(package, arch, vkey)] = (entry, version)
         elif clash.deb.hashes.sha256 != deb.hashes.sha256:
-            skipped.append(
-                Skipped(
-                    entry.asset,
-                    f"conflict: {_describe(entry)} and {_describe(clash)} have the {why} but different "
-                    f"contents (sha256 {deb.hashes.sha256[:16]}… vs {clash.deb.hashes.sha256[:16]}…); "
-                    f"kept {clash.asset.name} from release {clash.asset.release}",
-                )
+            reason = (
+                f"conflict: {_describe(entry)} and {_describe(clash)} have the {why} but different "
+                f"contents (sha256 {deb.hashes.sha256[:16]}… vs {clash.deb.hashes.sha256[:16]}…); "
+                f"kept {clash.asset.name} from release {clash.asset.release}"
             )
+            skipped.append((preference, i, Skipped(entry.asset, reason)))
         # else: the same bytes published twice; one copy is enough.
-    return _sorted_entries(kept), skipped
+    kept.sort(key=_first)  # no ties: kept pool paths are unique
+    skipped.sort(key=_rank)
+    return [e for _, e in kept], [s for _, _, s in skipped]
 
 
 # --- Packages and dists/ -------------------------------------------------------------------
 
 
 def _arch_entries(entries: Iterable[IndexedAsset], arch: str) -> list[IndexedAsset]:
-    return [e for e in _sorted_entries(entries) if _pva(e.deb)[2] in (arch, "all")]
+    """The entries of ``arch`` and ``all``, in the order given (already index order: no sort)."""
+    return [e for e in entries if e.deb.architecture.strip(PERL_BLANKS) in (arch, "all")]
 
 
 def packages_for_arch(entries: Iterable[IndexedAsset], arch: str) -> bytes:
@@ -174,16 +226,8 @@ def packages_for_arch(entries: Iterable[IndexedAsset], arch: str) -> bytes:
 
     Framed like dpkg-scanpackages (each stanza ends with a blank line); entries are sorted
     here, so the same set of entries always gives the same bytes."""
-    return b"".join(render_stanza(e.deb, e.pool_path) + b"\n" for e in _arch_entries(entries, arch))
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    """Reproducible gzip: mtime 0 and no file name in the header."""
-    return gzip.compress(data, compresslevel=9, mtime=0)
-
-
-def xz_bytes(data: bytes) -> bytes:
-    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
+    ordered = [e for _, e in _index_order(entries)]
+    return b"".join(render_stanza(e.deb, e.pool_path) + b"\n" for e in _arch_entries(ordered, arch))
 
 
 def rfc1123(when: datetime) -> str:
@@ -213,19 +257,68 @@ def byhash_paths(files: Mapping[str, bytes]) -> set[str]:
     return {p for p in files if "/by-hash/" in p}
 
 
-def _check_pool(suites: Mapping[str, Sequence[IndexedAsset]]) -> None:
-    """The pool is shared by every suite: one pool path must name one content everywhere."""
+def _index_orders(suites: Mapping[str, Sequence[IndexedAsset]]) -> dict[str, list[IndexedAsset]]:
+    """Each suite's entries in index order (keyed and sorted once), checked for conflicts left in.
+
+    Within a suite, whatever ``select_entries`` would have left out (an invalid entry, two
+    contents under one pool path or under dpkg-equal versions of one Package/Architecture)
+    raises ``ValueError``. The pool is shared by every suite: one pool path must name one
+    content everywhere. Identical entries given twice are not a conflict."""
+    ordered: dict[str, list[IndexedAsset]] = {}
     owner: dict[str, IndexedAsset] = {}
     for suite in sorted(suites):
-        kept, lost = select_entries(suites[suite])
-        if lost:
-            raise ValueError(f"suite {suite}: run select_entries first: " + "; ".join(s.reason for s in lost))
-        for entry in kept:
+        keyed: list[tuple[EntryKey, IndexedAsset]] = []
+        problems: list[str] = []
+        for entry in suites[suite]:
+            pva = _pva(entry.deb)
+            problem = _invalid(*pva)
+            if problem:
+                problems.append(f"{_describe(entry)}: {problem}")
+            else:
+                keyed.append((_entry_key(entry, pva), entry))
+        if problems:
+            raise ValueError(f"suite {suite}: run select_entries first: " + "; ".join(problems))
+        keyed.sort(key=_first)
+        _order_ties(keyed)
+        conflicts = _conflicts(keyed)
+        if conflicts:
+            raise ValueError(f"suite {suite}: run select_entries first: " + "; ".join(conflicts))
+        for _, entry in keyed:
             first = owner.setdefault(entry.pool_path, entry)
             if first.deb.hashes.sha256 != entry.deb.hashes.sha256:
                 raise ValueError(
                     f"{entry.pool_path} is {_describe(first)} and {_describe(entry)} with different contents"
                 )
+        ordered[suite] = [e for _, e in keyed]
+    return ordered
+
+
+def _conflicts(keyed: Sequence[tuple[EntryKey, IndexedAsset]]) -> list[str]:
+    """Different contents under one pool path, or under dpkg-equal versions, in one suite.
+
+    ``keyed`` is in index order, so dpkg-equal versions of one Package/Architecture (equal
+    version keys) are neighbours; pool paths (``1:2.0`` and ``2.0`` share one) go by a dict."""
+    found: list[str] = []
+    group: tuple[object, ...] | None = None
+    group_first: IndexedAsset | None = None
+    by_path: dict[str, IndexedAsset] = {}
+    for key, entry in keyed:
+        sha = entry.deb.hashes.sha256
+        if key[:3] != group or group_first is None:
+            group, group_first = key[:3], entry
+        elif group_first.deb.hashes.sha256 != sha:
+            found.append(
+                f"conflict: {_describe(group_first)} and {_describe(entry)} have the same "
+                f"Package/Version/Architecture {key[0]} {_pva(entry.deb)[1]} {key[2]} but different contents"
+            )
+            continue  # the same pool path too, most likely: one message is enough
+        first = by_path.setdefault(entry.pool_path, entry)
+        if first.deb.hashes.sha256 != sha:
+            found.append(
+                f"conflict: {_describe(first)} and {_describe(entry)} have the same pool path "
+                f"{entry.pool_path} but different contents"
+            )
+    return found
 
 
 def build_dists(
@@ -238,8 +331,12 @@ def build_dists(
     date: datetime,
     valid_until: datetime | None = None,
     max_file_bytes: int | None = None,
+    compressor: PackagesCompressor | None = None,
 ) -> dict[str, bytes]:
     """Every index file of every suite, path -> bytes, with by-hash copies and an unsigned Release.
+
+    ``compressor`` makes the .xz and .gz files (and keeps the table of their segments for the
+    next build to reuse); a fresh one compresses everything.
 
     Release lists ``Packages``, ``.gz`` and ``.xz`` of each architecture, but a file over
     ``max_file_bytes`` (too large for one Lambda response) is left out of the tree, by-hash
@@ -257,7 +354,7 @@ def build_dists(
     origin, label = _one_line("Origin", origin), _one_line("Label", label)
     if valid_until is not None and valid_until <= date:
         raise ValueError("Valid-Until must be after Date")
-    _check_pool(suites)
+    suites = _index_orders(suites)  # each suite sorted once, conflicts left in refused
     head = [f"Origin: {origin}", f"Label: {label}"]
     tail = [f"Date: {rfc1123(date)}"]
     if valid_until is not None:
@@ -269,8 +366,9 @@ def build_dists(
         f"Components: {component}",
     ]
     files: dict[str, bytes] = {}
+    compressor = compressor if compressor is not None else PackagesCompressor()
     for suite in sorted(suites):
-        listed = _packages_files(suites[suite], component, arches)
+        listed = _packages_files(suites[suite], component, arches, compressor, f"dists/{suite}/")
         for rel, data in listed.items():
             if len(data) <= max_file_bytes:
                 files[f"dists/{suite}/{rel}"] = data
@@ -321,17 +419,23 @@ def _check_names(
 
 
 def _packages_files(
-    entries: Sequence[IndexedAsset], component: str, arches: Sequence[str]
+    entries: Sequence[IndexedAsset],
+    component: str,
+    arches: Sequence[str],
+    compressor: PackagesCompressor,
+    prefix: str,
 ) -> dict[str, bytes]:
-    """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once."""
-    ordered = _sorted_entries(entries)
+    """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once.
+
+    ``entries`` are in index order already (``_index_orders``): nothing is sorted here."""
+    ordered = entries
     stanzas = {id(e): render_stanza(e.deb, e.pool_path) + b"\n" for e in ordered}
     listed: dict[str, bytes] = {}
     for arch in arches:
-        packages = b"".join(stanzas[id(e)] for e in _arch_entries(ordered, arch))
+        pairs = [(_pva(e.deb)[0], stanzas[id(e)]) for e in _arch_entries(ordered, arch)]
         folder = f"{component}/binary-{arch}"
-        for name, data in zip(
-            PACKAGES_FILES, (packages, gzip_bytes(packages), xz_bytes(packages)), strict=True
-        ):
+        out = compressor.compress(pairs)
+        compressor.table_for(f"{prefix}{folder}/Packages.xz", f"{prefix}{folder}/Packages.gz", out)
+        for name, data in zip(PACKAGES_FILES, (out.plain, out.gz, out.xz), strict=True):
             listed[f"{folder}/{name}"] = data
     return listed

@@ -22,9 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol, cast
-
-import zstandard
+from typing import IO, BinaryIO, Protocol, cast
 
 from ghapt.core.errors import BadDebError
 from ghapt.core.model import Control, DebInfo, Hashes
@@ -131,11 +129,6 @@ def _hash_pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def _update_both(a: Any, b: Any, data: bytes) -> None:
-    a.update(data)
-    b.update(data)
-
-
 class _StreamSource:
     """Reads a stream forward, hashing every byte, so the digests cover the whole file."""
 
@@ -144,8 +137,9 @@ class _StreamSource:
         self.pos = 0
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha1 = hashlib.sha1(usedforsecurity=False)
+        # The three digests a Packages stanza lists (as dpkg-scanpackages writes it); SHA512 of
+        # every .deb would cost more CPU than the other three together and nothing reads it.
         self._sha256 = hashlib.sha256()
-        self._sha512 = hashlib.sha512()
         self._pending: Future[None] | None = None
 
     def read(self, n: int) -> bytes:
@@ -163,19 +157,20 @@ class _StreamSource:
         return data
 
     def _digest(self, data: bytes) -> None:
-        """Feed the four digests; big chunks are split over two threads (hashlib frees the GIL).
+        """Feed the three digests; big chunks are split over two threads (hashlib frees the GIL).
 
         At most one chunk is in flight, so memory stays at two chunks and order is kept."""
         if self._pending is not None:
             self._pending.result()
             self._pending = None
         if len(data) < _PARALLEL_HASH_MIN:
-            for h in (self._md5, self._sha1, self._sha256, self._sha512):
+            for h in (self._md5, self._sha1, self._sha256):
                 h.update(data)
             return
-        self._pending = _hash_pool().submit(_update_both, self._sha256, self._sha512, data)
-        self._md5.update(data)
+        # md5 is the slowest of the three: it runs on its own while this thread does the others.
+        self._pending = _hash_pool().submit(self._md5.update, data)
         self._sha1.update(data)
+        self._sha256.update(data)
 
     def skip(self, n: int) -> int:
         done = 0
@@ -200,7 +195,6 @@ class _StreamSource:
             sha256=self._sha256.hexdigest(),
             md5=self._md5.hexdigest(),
             sha1=self._sha1.hexdigest(),
-            sha512=self._sha512.hexdigest(),
         )
 
 
@@ -507,6 +501,9 @@ class _Zstd:
     """zstd through a stream reader, whose output per call is bounded (decompressobj's is not)."""
 
     def __init__(self, source: _MemberReader) -> None:
+        import zstandard  # only for zstd members: it imports `platform`, 12 ms of every start
+
+        self._error = zstandard.ZstdError
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         # stream_reader only ever calls .read(size) on its source.
         self._reader = dctx.stream_reader(cast(IO[bytes], source), read_size=CHUNK, read_across_frames=True)
@@ -514,7 +511,7 @@ class _Zstd:
     def read(self, n: int) -> bytes:
         try:
             return self._reader.read(n)
-        except zstandard.ZstdError as exc:
+        except self._error as exc:
             raise _Corrupt(str(exc)) from exc
 
 
@@ -602,9 +599,17 @@ def _tar_number(field: bytes) -> int | None:
 
 def _tar_checksum_ok(block: bytes) -> bool:
     stored = _tar_number(block[148:156])
-    unsigned = sum(block[:148]) + 8 * 0x20 + sum(block[156:])
-    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
-    return stored is not None and stored in (unsigned, signed)
+    if stored is None:
+        return False
+    rest = block[:148] + block[156:]
+    unsigned = sum(rest) + 8 * 0x20
+    if stored == unsigned:
+        return True
+    # Old tars summed signed chars: every byte above 127 counts 256 less.
+    return stored == unsigned - 256 * (len(rest) - len(rest.translate(None, _HIGH_BYTES)))
+
+
+_HIGH_BYTES = bytes(range(128, 256))
 
 
 def _pax_records(meta: bytes) -> dict[bytes, bytes] | None:

@@ -4,7 +4,6 @@ child gone when the server stops (SIGTERM, SIGINT) or even when it is killed."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -21,7 +20,7 @@ from ghapt.core.settings import Settings
 from ghapt.local.runtime import LocalRuntime
 
 from tests.support.debbuild import build_deb
-from tests.support.ghaptcli import background, run
+from tests.support.ghaptcli import run
 from tests.support.ghaptserve import ServeProcess, ghapt_serve
 
 AUTH = ("alice", "workers-pass")
@@ -204,9 +203,6 @@ def test_new_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
     with ghapt_serve(releases, state, args=("--workers", "2")) as server:
         _eventually(lambda: len(_children(server.pid)) == 3, "the watcher and two workers")
         port = int(server.url.rsplit(":", 1)[1])
-        _eventually(
-            lambda: sum(_listening(pid, port) for pid in _children(server.pid)) == 2, "both workers listen"
-        )
         clients = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(40)]
         try:
             held: dict[int, int] = {}
@@ -222,47 +218,3 @@ def test_new_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
         finally:
             for sock in clients:
                 sock.close()
-
-
-def _listening(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds a socket listening on ``port``."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A" and fields[9] in inodes:
-                return True  # 0A: LISTEN
-    return False
-
-
-def test_the_address_is_printed_once_every_worker_listens(tmp_path: Path) -> None:
-    releases, state = _world(tmp_path)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    args = (
-        "serve",
-        "--releases",
-        str(releases),
-        "--state",
-        str(state),
-        "--port",
-        str(port),
-        "--workers",
-        "3",
-    )
-    with background(*args) as proc:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        while line and "ghapt serving on" not in line:
-            line = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port} (3 processes;" in line
-        workers = [pid for pid in _children(proc.pid) if _listening(pid, port)]
-        assert len(workers) == 3
-        r = requests.get(f"http://127.0.0.1:{port}{PACKAGES}", auth=AUTH, timeout=30)
-        assert r.status_code == 200

@@ -94,33 +94,29 @@ class LocalServer:
 
 def run_server(services: Services, banner: str | None, ready: Callable[[], None] | None = None) -> None:
     """Rebuild if needed, watch the release folder, and serve until interrupted: in this process,
-    or with ``settings.serving_processes`` worker processes beside the watcher's. The address is
-    printed once requests are answered there."""
+    or with ``settings.serving_processes`` worker processes beside the watcher's."""
     runtime = LocalRuntime(services)
     processes = services.settings.serving_processes
-
-    def announce() -> None:
-        if banner:
-            print(banner, flush=True)
-        where = f"{processes} processes" if processes > 1 else "1 process"
-        print(f"ghapt serving on http://{services.settings.host}:{port} ({where}; Ctrl-C stops)", flush=True)
-        if ready:
-            ready()
-
     if processes > 1:
         from ghapt.local.workers import Supervisor
 
         runtime.prepare()
         spread = kernel_spreads_connections()
-        supervisor = Supervisor(
-            runtime, runtime.listen_sockets(reserve_only=spread), processes, reuse_port=spread
-        )
-        port = supervisor.port
-        supervisor.run(ready=announce)
+        sockets = runtime.listen_sockets(reserve_only=spread)
+        supervisor = Supervisor(runtime, sockets, processes, reuse_port=spread)
+        where = f"{processes} processes"
     else:
         runtime.start()
-        port = runtime.port
-        announce()
+        where = "1 process"
+    if banner:
+        print(banner, flush=True)
+    port = supervisor.port if processes > 1 else runtime.port
+    print(f"ghapt serving on http://{services.settings.host}:{port} ({where}; Ctrl-C stops)", flush=True)
+    if ready:
+        ready()
+    if processes > 1:
+        supervisor.run()
+    else:
         runtime.serve_forever()
 
 

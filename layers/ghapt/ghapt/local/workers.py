@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import socket
 import sys
@@ -79,59 +78,33 @@ class Supervisor:
         self.children: dict[int, Child] = {}
         self._pid = os.getpid()
         self._unblocked: set[int | signal.Signals] = set()  # the signal mask children start with
-        self._ready_read = self._ready_write = -1  # workers say on this pipe that they listen
 
     @property
     def port(self) -> int:
         return int(self.sockets[0].getsockname()[1])
 
-    def run(self, ready: Callable[[], None] | None = None) -> None:
+    def run(self) -> None:
         """Supervise until SIGTERM, SIGINT or SIGHUP; SIGINT ends in ``KeyboardInterrupt``, as
-        it would for one process. ``ready`` is called once every worker listens. Every child
-        has exited when this returns."""
+        it would for one process. Every child has exited when this returns."""
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         self._unblocked = previous
-        self._ready_read, self._ready_write = os.pipe()
-        os.set_blocking(self._ready_write, False)  # a worker started again later never waits on it
         received = 0
         try:
             self._fork("watcher", self._watch)
             for n in range(1, self.workers + 1):
                 self._fork(f"worker {n}", self._serve)
-            received = self._await_workers()
-            if not received and ready is not None:
-                ready()
-            while not received:
-                signal_number = signal.sigwait(HANDLED)
-                if signal_number != signal.SIGCHLD:
-                    received = signal_number
+            while True:
+                received = signal.sigwait(HANDLED)
+                if received != signal.SIGCHLD:
                     break
                 self._reap(restart=True)
         finally:
             self._stop_all()
-            for fd in (self._ready_read, self._ready_write):
-                os.close(fd)
             for sock in self.sockets:
                 sock.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         if received == signal.SIGINT:
             raise KeyboardInterrupt
-
-    def _await_workers(self) -> int:
-        """Wait until every worker has said it listens (a worker that dies meanwhile is started
-        again); a stop signal that arrives meanwhile is returned, else 0."""
-        waiting = self.workers
-        while waiting > 0:
-            stop = signal.sigpending() & (HANDLED - {signal.SIGCHLD})
-            if stop:
-                return int(signal.sigwait(stop))
-            readable, _, _ = select.select([self._ready_read], [], [], 0.1)
-            if readable:
-                waiting -= len(os.read(self._ready_read, 64))
-            elif signal.SIGCHLD in signal.sigpending():
-                signal.sigwait({signal.SIGCHLD})
-                self._reap(restart=True)
-        return 0
 
     # --- the parent --------------------------------------------------------------------------
     def _fork(self, name: str, run: Callable[[], None], quick_deaths: int = 0) -> None:
@@ -206,8 +179,6 @@ class Supervisor:
                 sock.close()  # the parent keeps the port
         server = own.make_server(sockets, share=self.workers)
         signal.signal(signal.SIGTERM, lambda *_: server.stop())
-        with contextlib.suppress(OSError):  # the parent stopped listening for it: nothing to tell
-            os.write(self._ready_write, b"1")
         _stop_when_orphaned(self._pid, server.stop)
         server.run()
 

@@ -289,10 +289,9 @@ class PackagesCompressor:
                     queued.add((kind, digest))
         for (kind, digest, _), piece in zip(todo, self._run(todo), strict=True):
             pieces[(kind, digest)] = piece
-            self.cache.keep(kind, digest, piece)
             self.cache.compressed += 1
-        for kind, digest in pieces:
-            self.cache.keep(kind, digest, pieces[(kind, digest)])
+        for (kind, digest), piece in pieces.items():  # compressed now or reused: kept for the next build
+            self.cache.keep(kind, digest, piece)
             self.used.add((kind, digest))
         xz_pieces = [(pieces[(XZ, d)], len(s)) for d, s in zip(digests, segments, strict=True)]
         gz_pieces = [pieces[(GZ, d)] for d in digests]

@@ -45,9 +45,16 @@ def test_local_reads_use_processes_for_a_large_batch_and_threads_otherwise(
     monkeypatch.setattr(threading, "active_count", lambda: 1)
     pool, _, _, batch = indexer._readers(ghapt.indexer.PROCESS_READS_MIN, read_one)
     with pool:
-        assert (isinstance(pool, ProcessPoolExecutor), batch) == (True, ghapt.indexer.PROCESS_BATCH) or (
-            os.cpu_count() or 1
-        ) == 1
+        assert isinstance(pool, ProcessPoolExecutor) or (os.cpu_count() or 1) == 1
+    # Batches share the reads out: several tasks per CPU for a few reads, at most PROCESS_BATCH.
+    cpus = os.cpu_count() or 1
+    if cpus > 1:
+        for count in (ghapt.indexer.PROCESS_READS_MIN, 400, 100_000):
+            pool, _, _, batch = indexer._readers(count, read_one)
+            with pool:
+                tasks = -(-count // batch)
+                assert 1 <= batch <= ghapt.indexer.PROCESS_BATCH
+                assert tasks >= min(count, ghapt.indexer.PROCESS_TASKS_PER_CPU * cpus)
     pool, _, _, batch = indexer._readers(ghapt.indexer.PROCESS_READS_MIN - 1, read_one)
     with pool:
         assert (isinstance(pool, ThreadPoolExecutor), batch) == (True, 1)

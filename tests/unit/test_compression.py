@@ -197,3 +197,36 @@ def test_a_warm_process_keeps_only_the_segments_it_still_uses() -> None:
     second.compress(stanzas(200, seed=2))  # other text: nothing in common
     cache.retain(second.used)
     assert set(cache.memory) == second.used
+
+
+@pytest.mark.usefixtures("small_segments")
+def test_submit_returns_while_the_segments_compress_and_close_lets_the_threads_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The indexer writes its record and page while the Packages files compress: ``submit`` must
+    not wait for the encoders, and the compressor's threads must end with ``close``."""
+    import threading
+
+    items = stanzas(120)
+    expected = PackagesCompressor(workers=1).compress(items)
+    release = threading.Event()
+    real = compression.xz_block
+
+    def held(data: bytes) -> compression.Piece:
+        assert release.wait(30), "the test never let the encoder go"
+        return real(data)
+
+    monkeypatch.setattr(compression, "xz_block", held)
+    with PackagesCompressor(workers=2) as compressor:
+        pending = compressor.submit(items)  # would hang here if it compressed in this thread
+        assert any(t.name.startswith("ghapt-compress") for t in threading.enumerate())
+        release.set()
+        out = pending.result()
+        assert pending.result() is out  # joined once
+    assert (out.plain, out.xz, out.gz, out.segments) == (
+        expected.plain,
+        expected.xz,
+        expected.gz,
+        expected.segments,
+    )
+    assert not any(t.name.startswith("ghapt-compress") for t in threading.enumerate())

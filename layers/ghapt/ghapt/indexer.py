@@ -55,16 +55,18 @@ from ghapt.core.ports import MetadataStore, ReleaseSource, Signer
 from ghapt.core.routing import Routing, suites_listing
 from ghapt.core.settings import Settings
 from ghapt.deb.compression import PackagesCompressor, Piece, SegmentCache
-from ghapt.deb.dists import build_dists, byhash_paths
+from ghapt.deb.dists import byhash_paths, start_dists
 from ghapt.deb.placement import place
 from ghapt.page import page_files
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-# Worker processes cost about 0.2 s to start; below this many local reads, threads are faster.
-PROCESS_READS_MIN = 1000
-PROCESS_BATCH = 50  # assets a worker process reads per task: one round trip per 50 reads, not per read
+# Forked workers cost about 50 ms (imports and forks); from this many local reads on they win:
+# parsing .debs holds the GIL, so threads take turns (400 reads: 0.49 s in threads, 0.26 s forked).
+PROCESS_READS_MIN = 64
+PROCESS_BATCH = 50  # at most this many assets a task: one round trip per batch, not per read
+PROCESS_TASKS_PER_CPU = 4  # smaller batches for fewer reads, so every CPU gets a share
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 
@@ -218,24 +220,29 @@ class Indexer:
 
         now = self.clock().replace(microsecond=0)
         valid_until = now + timedelta(days=self.settings.valid_days) if self.settings.valid_days else None
-        compressor = self._compressor(head, head_files)
-        files = build_dists(
-            suites,
-            component=self.settings.component,
-            architectures=self.settings.architectures,
-            origin=self.settings.origin,
-            label=self.settings.label,
-            date=now,
-            valid_until=valid_until,
-            compressor=compressor,
-        )
+        # The Packages files compress on other threads while this one writes the record and the page.
+        with self._compressor(head, head_files) as compressor:
+            pending = start_dists(
+                suites,
+                component=self.settings.component,
+                architectures=self.settings.architectures,
+                origin=self.settings.origin,
+                label=self.settings.label,
+                date=now,
+                valid_until=valid_until,
+                compressor=compressor,
+            )
+            entries = self._record_entries(suites, reading.bad, _lost(reading.debs, suites, conflicts))
+            extra = {
+                POOL_FILE: _dump_json(_pool_manifest(suites), levels=1),
+                **page_files(suites, self.settings, self.signer.fingerprint),
+            }
+            files = pending.finish()
         self._segments = {k: v for k, v in compressor.cache.memory.items() if k in compressor.used}
         files[SEGMENTS_FILE] = _dump_json(compressor.tables, levels=1)
-        new_record = self._record(suites, reading.bad, _lost(reading.debs, suites, conflicts), files)
-        files[ASSETS_FILE] = _dump_json(new_record)
-        files[POOL_FILE] = _dump_json(_pool_manifest(suites), levels=1)
+        files[ASSETS_FILE] = _dump_json(self._record(entries, files))
         files[SUITES_FILE] = _dump_json(suites_listing(routing, files))
-        files.update(page_files(suites, self.settings, self.signer.fingerprint))
+        files.update(extra)
 
         old_keys = {
             (s, p)
@@ -315,7 +322,8 @@ class Indexer:
         return result
 
     def _compressor(self, head: str | None, head_files: Mapping[str, str]) -> PackagesCompressor:
-        """A compressor that reuses the segments of this process's last build and of the head's index."""
+        """A compressor (close it when done) reusing the segments of this process's last build and
+        of the head's index."""
         previous = _load_json(self.store, head, SEGMENTS_FILE) if SEGMENTS_FILE in head_files else {}
         tables = {p: rows for p, rows in previous.items() if p in head_files and isinstance(rows, list)}
 
@@ -428,8 +436,9 @@ class Indexer:
     ) -> tuple[Executor, Callable[[list[Asset]], list[DebInfo | BadDebError]], int, int]:
         """Where reads run, how many tasks may be in flight, and how many assets a task reads.
 
-        Threads, one asset a task (network reads wait; hashing frees the GIL); or, for a large
-        batch of local files, one process per CPU reading ``PROCESS_BATCH`` assets a task,
+        Threads, one asset a task (network reads wait; hashing frees the GIL); or, for
+        ``PROCESS_READS_MIN`` local files or more, one process per CPU reading up to
+        ``PROCESS_BATCH`` assets a task,
         since parsing thousands of small .debs holds the GIL and threads would only take turns.
         Processes are forked, and only from a process with no other thread (``ghapt rebuild``):
         a fork never copies a lock another thread holds, and nothing re-runs the caller's main
@@ -447,27 +456,24 @@ class Indexer:
             except (OSError, NotImplementedError) as exc:  # no semaphores (e.g. a sandbox): threads
                 log.info("reading in threads", extra={"reason": str(exc)})
             else:
-                return pool, functools.partial(_read_batch, reader()), 2 * cpus, PROCESS_BATCH
+                batch = max(1, min(PROCESS_BATCH, -(-count // (PROCESS_TASKS_PER_CPU * cpus))))
+                return pool, functools.partial(_read_batch, reader()), 2 * cpus, batch
         workers = max(1, self.workers)
         return ThreadPoolExecutor(max_workers=workers), functools.partial(_read_each, read_one), workers, 1
 
-    def _record(
+    def _record_entries(
         self,
         suites: Mapping[str, list[IndexedAsset]],
         bad: Iterable[tuple[Asset, BadDebError]],
         lost: Iterable[tuple[Asset, DebInfo, str]],
-        files: Mapping[str, bytes],
     ) -> dict[str, Any]:
-        releases = {p: _strip_dates(d) for p, d in files.items() if p.endswith("/Release")}
+        """The record's per-asset parts, each already in ``_dump_json``'s form (the slow part of it)."""
         # asset key -> suite -> pool path: routing may put one asset into several suites
         in_suites: dict[str, dict[str, str]] = {}
         for suite, entries in sorted(suites.items()):
             for e in entries:
                 in_suites.setdefault(e.asset.key, {})[suite] = e.pool_path
-        return {
-            "version": RECORD_VERSION,
-            "signing_key": self.signer.fingerprint,
-            "release_digest": hashlib.sha256(_dump_json(releases)).hexdigest(),
+        parts = {
             "assets": {
                 e.asset.key: {
                     **_deb_record(e.asset, e.deb),
@@ -483,6 +489,17 @@ class Indexer:
             # Read, valid, but left out (a conflict, an invalid field): kept so no rebuild reads them
             # again, with their data so they can win once the entry they lost to is gone.
             "lost": {a.key: {**_deb_record(a, deb), "reason": reason} for a, deb, reason in lost},
+        }
+        return {name: _JsonText(_json_lines(value, 1)) for name, value in parts.items()}
+
+    def _record(self, entries: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
+        """``assets.json``: ``_record_entries`` with the signing key and a digest of the Release files."""
+        releases = {p: _strip_dates(d) for p, d in files.items() if p.endswith("/Release")}
+        return {
+            "version": RECORD_VERSION,
+            "signing_key": self.signer.fingerprint,
+            "release_digest": hashlib.sha256(_dump_json(releases)).hexdigest(),
+            **entries,
         }
 
     def _release_due(self, head: str, head_files: Mapping[str, str]) -> bool:
@@ -648,7 +665,13 @@ def _dump_json(value: Any, levels: int = 2) -> bytes:
     return (_json_lines(value, levels) + "\n").encode()
 
 
+class _JsonText(str):
+    """Text ``_json_lines`` made already: written as it is, so a large part can be made early."""
+
+
 def _json_lines(value: Any, levels: int) -> str:
+    if isinstance(value, _JsonText):
+        return value
     if levels <= 0 or not isinstance(value, dict) or not value:
         return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     entries = sorted(value.items(), key=lambda kv: str(kv[0]))

@@ -21,13 +21,14 @@ segment was compressed now or copied from a previous index made by the same zlib
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import lzma
 import os
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,18 +262,27 @@ def _checks_out(kind: str, piece: Piece, plain: bytes) -> bool:
 
 
 class PackagesCompressor:
-    """Compresses Packages files segment by segment on ``workers`` threads, reusing ``cache``."""
+    """Compresses Packages files segment by segment on ``workers`` threads, reusing ``cache``.
+
+    ``submit`` starts a file's segments and returns at once, so the caller can do other work
+    (lzma and zlib release the GIL) before ``result``; ``compress`` is both. The threads are
+    the compressor's own, shared by every file it is given (at most ``workers`` encoders, and
+    their memory, at a time) until ``close``."""
 
     def __init__(self, cache: SegmentCache | None = None, workers: int | None = None) -> None:
         self.cache = cache if cache is not None else SegmentCache()
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.used: set[tuple[str, str]] = set()
         self.tables: dict[str, list[list[Any]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def compress(self, stanzas: Iterable[tuple[str, bytes]]) -> Compressed:
         """The Packages file of ``(package name, stanza)`` pairs, in order, and its .xz and .gz."""
+        return self.submit(stanzas).result()
+
+    def submit(self, stanzas: Iterable[tuple[str, bytes]]) -> PendingCompression:
+        """Start compressing what the cache does not hold; ``result()`` waits for it."""
         segments = split_segments(stanzas)
-        plain = b"".join(segments)
         digests = [hashlib.sha256(s).hexdigest() for s in segments]
         pieces: dict[tuple[str, str], Piece] = {}
         todo: list[tuple[str, str, bytes]] = []
@@ -287,12 +297,47 @@ class PackagesCompressor:
                 else:
                     todo.append((kind, digest, segment))
                     queued.add((kind, digest))
-        for (kind, digest, _), piece in zip(todo, self._run(todo), strict=True):
+        futures = self._start(todo)
+        return PendingCompression(functools.partial(self._assemble, segments, digests, pieces, todo), futures)
+
+    def _start(self, todo: Sequence[tuple[str, str, bytes]]) -> list[Future[Piece]]:
+        work = [xz_block if kind == XZ else deflate_segment for kind, _, _ in todo]
+        if self.workers <= 1 or not todo:
+            return [_done(f(data)) for f, (_, _, data) in zip(work, todo, strict=True)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ghapt-compress")
+        # Biggest xz blocks first: they take longest, and the gz pieces fill the gaps.
+        order = sorted(range(len(todo)), key=lambda i: (todo[i][0] != XZ, -len(todo[i][2])))
+        futures = {i: self._pool.submit(work[i], todo[i][2]) for i in order}
+        return [futures[i] for i in range(len(todo))]
+
+    def close(self) -> None:
+        """Let the threads go (after finishing what was submitted); a later ``submit`` starts new ones."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def __enter__(self) -> PackagesCompressor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _assemble(
+        self,
+        segments: list[bytes],
+        digests: list[str],
+        pieces: dict[tuple[str, str], Piece],
+        todo: Sequence[tuple[str, str, bytes]],
+        made: list[Piece],
+    ) -> Compressed:
+        for (kind, digest, _), piece in zip(todo, made, strict=True):
             pieces[(kind, digest)] = piece
             self.cache.compressed += 1
         for (kind, digest), piece in pieces.items():  # compressed now or reused: kept for the next build
             self.cache.keep(kind, digest, piece)
             self.used.add((kind, digest))
+        plain = b"".join(segments)
         xz_pieces = [(pieces[(XZ, d)], len(s)) for d, s in zip(digests, segments, strict=True)]
         gz_pieces = [pieces[(GZ, d)] for d in digests]
         xz = xz_file(xz_pieces)
@@ -307,16 +352,6 @@ class PackagesCompressor:
             plain, xz, gz, rows, [(x, g) for (x, _), g in zip(xz_pieces, gz_pieces, strict=True)]
         )
 
-    def _run(self, todo: Sequence[tuple[str, str, bytes]]) -> list[Piece]:
-        work = [xz_block if kind == XZ else deflate_segment for kind, _, _ in todo]
-        if len(todo) <= 1 or self.workers <= 1:
-            return [f(data) for f, (_, _, data) in zip(work, todo, strict=True)]
-        # lzma and zlib release the GIL: segments compress on every core at once. Biggest first.
-        order = sorted(range(len(todo)), key=lambda i: (todo[i][0] != XZ, -len(todo[i][2])))
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ghapt-compress") as pool:
-            futures = {i: pool.submit(work[i], todo[i][2]) for i in order}
-            return [futures[i].result() for i in range(len(todo))]
-
     def table_for(self, xz_path: str, gz_path: str, compressed: Compressed) -> None:
         """Record where ``compressed``'s segments sit, for the next build's ``SegmentCache``."""
         seals = [(_seal(x), _seal(g)) for x, g in compressed.pieces]
@@ -326,6 +361,26 @@ class PackagesCompressor:
         self.tables[gz_path] = [
             [r[0], r[4], r[5], 0, s[1]] for r, s in zip(compressed.segments, seals, strict=True)
         ]
+
+
+class PendingCompression:
+    """One Packages file being compressed: ``result()`` waits for its segments and joins them."""
+
+    def __init__(self, assemble: Callable[[list[Piece]], Compressed], futures: list[Future[Piece]]) -> None:
+        self._assemble = assemble
+        self._futures = futures
+        self._result: Compressed | None = None
+
+    def result(self) -> Compressed:
+        if self._result is None:
+            self._result = self._assemble([f.result() for f in self._futures])
+        return self._result
+
+
+def _done(piece: Piece) -> Future[Piece]:
+    future: Future[Piece] = Future()
+    future.set_result(piece)
+    return future
 
 
 def _seal(piece: Piece) -> str:

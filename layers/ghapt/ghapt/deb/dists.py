@@ -9,17 +9,18 @@ and names for ``CTRL_INDEX_PKG``); the tests compare against the real tool byte 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 
 from ghapt.core.errors import BadDebError
 from ghapt.core.layout import MAX_INDEX_FILE_BYTES
 from ghapt.core.model import DebInfo, IndexedAsset, Skipped
-from ghapt.deb.compression import PackagesCompressor
+from ghapt.deb.compression import PackagesCompressor, PendingCompression
 from ghapt.deb.control import PERL_BLANKS, render_stanza, version_problem
 from ghapt.deb.versions import VersionKey, version_key
 
@@ -348,6 +349,35 @@ def build_dists(
     Entries should come from ``select_entries``; a conflict left in (also across suites,
     which share the pool) raises ``ValueError`` rather than publishing an index apt cannot
     trust. Signing Release and keeping older by-hash generations is the caller's job."""
+    with PackagesCompressor() if compressor is None else contextlib.nullcontext(compressor) as used:
+        return start_dists(
+            suites,
+            component=component,
+            architectures=architectures,
+            origin=origin,
+            label=label,
+            date=date,
+            valid_until=valid_until,
+            max_file_bytes=max_file_bytes,
+            compressor=used,
+        ).finish()
+
+
+def start_dists(
+    suites: Mapping[str, Sequence[IndexedAsset]],
+    *,
+    component: str,
+    architectures: Sequence[str],
+    origin: str,
+    label: str,
+    date: datetime,
+    compressor: PackagesCompressor,
+    valid_until: datetime | None = None,
+    max_file_bytes: int | None = None,
+) -> PendingDists:
+    """``build_dists`` in two halves: this checks the names, renders every stanza and starts
+    the compression on ``compressor``'s threads; ``finish()`` waits for it and writes the rest.
+    What the caller does in between runs while the files compress (lzma and zlib free the GIL)."""
     if max_file_bytes is None:
         max_file_bytes = MAX_INDEX_FILE_BYTES
     arches = _check_names(suites, component, architectures)
@@ -365,39 +395,61 @@ def build_dists(
         f"Architectures: {' '.join(arches)}",
         f"Components: {component}",
     ]
-    files: dict[str, bytes] = {}
-    compressor = compressor if compressor is not None else PackagesCompressor()
-    for suite in sorted(suites):
-        listed = _packages_files(suites[suite], component, arches, compressor, f"dists/{suite}/")
-        for rel, data in listed.items():
-            if len(data) <= max_file_bytes:
-                files[f"dists/{suite}/{rel}"] = data
-                for title, algo in RELEASE_HASHES:
+    started = {
+        suite: _packages_files(suites[suite], component, arches, compressor, f"dists/{suite}/")
+        for suite in sorted(suites)
+    }
+    return PendingDists(started, head, tail, label, max_file_bytes)
+
+
+class PendingDists:
+    """The index ``start_dists`` began, while its Packages files compress."""
+
+    def __init__(
+        self,
+        started: Mapping[str, Callable[[], dict[str, bytes]]],
+        head: list[str],
+        tail: list[str],
+        label: str,
+        max_file_bytes: int,
+    ) -> None:
+        self._started = started
+        self._head, self._tail, self._label = head, tail, label
+        self._max = max_file_bytes
+
+    def finish(self) -> dict[str, bytes]:
+        """Every file, path -> bytes, as ``build_dists`` returns them."""
+        files: dict[str, bytes] = {}
+        for suite, listing in self._started.items():
+            listed = listing()
+            for rel, data in listed.items():
+                if len(data) <= self._max:
+                    files[f"dists/{suite}/{rel}"] = data
                     folder = rel.rsplit("/", 1)[0]
-                    files[f"dists/{suite}/{folder}/by-hash/{title}/{hashlib.new(algo, data).hexdigest()}"] = (
-                        data
+                    for title, algo in RELEASE_HASHES:
+                        digest = hashlib.new(algo, data).hexdigest()
+                        files[f"dists/{suite}/{folder}/by-hash/{title}/{digest}"] = data
+                elif rel.endswith(".xz"):
+                    raise ValueError(
+                        f"dists/{suite}/{rel} is {len(data)} bytes, over the {self._max} bytes one "
+                        "response can carry: too many packages for one index"
                     )
-            elif rel.endswith(".xz"):
-                raise ValueError(
-                    f"dists/{suite}/{rel} is {len(data)} bytes, over the {max_file_bytes} bytes one "
-                    "response can carry: too many packages for one index"
-                )
-            # else: listed in Release, not served (apt fetches the .xz and checks what it unpacks)
-        lines = [
-            *head,
-            f"Suite: {suite}",
-            f"Codename: {suite}",
-            *tail,
-            f"Description: {label} {suite} packages",
-        ]
-        for title, algo in RELEASE_HASHES:
-            lines.append(f"{title}:")
-            lines += [
-                f" {hashlib.new(algo, data).hexdigest()} {len(data)} {rel}"
-                for rel, data in sorted(listed.items())
+                # else: listed in Release, not served (apt fetches the .xz and checks what it unpacks)
+            lines = [
+                *self._head,
+                f"Suite: {suite}",
+                f"Codename: {suite}",
+                *self._tail,
+                f"Description: {self._label} {suite} packages",
             ]
-        files[f"dists/{suite}/Release"] = ("\n".join(lines) + "\n").encode("utf-8")
-    return files
+            for title, algo in RELEASE_HASHES:
+                lines.append(f"{title}:")
+                lines += [
+                    f" {hashlib.new(algo, data).hexdigest()} {len(data)} {rel}"
+                    for rel, data in sorted(listed.items())
+                ]
+            files[f"dists/{suite}/Release"] = ("\n".join(lines) + "\n").encode("utf-8")
+        return files
 
 
 def _check_names(
@@ -424,18 +476,25 @@ def _packages_files(
     arches: Sequence[str],
     compressor: PackagesCompressor,
     prefix: str,
-) -> dict[str, bytes]:
-    """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once.
+) -> Callable[[], dict[str, bytes]]:
+    """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once;
+    the compression starts now, and the returned function waits for it.
 
     ``entries`` are in index order already (``_index_orders``): nothing is sorted here."""
     ordered = entries
     stanzas = {id(e): render_stanza(e.deb, e.pool_path) + b"\n" for e in ordered}
-    listed: dict[str, bytes] = {}
+    started: list[tuple[str, PendingCompression]] = []
     for arch in arches:
         pairs = [(_pva(e.deb)[0], stanzas[id(e)]) for e in _arch_entries(ordered, arch)]
-        folder = f"{component}/binary-{arch}"
-        out = compressor.compress(pairs)
-        compressor.table_for(f"{prefix}{folder}/Packages.xz", f"{prefix}{folder}/Packages.gz", out)
-        for name, data in zip(PACKAGES_FILES, (out.plain, out.gz, out.xz), strict=True):
-            listed[f"{folder}/{name}"] = data
-    return listed
+        started.append((f"{component}/binary-{arch}", compressor.submit(pairs)))
+
+    def listing() -> dict[str, bytes]:
+        listed: dict[str, bytes] = {}
+        for folder, pending in started:
+            out = pending.result()
+            compressor.table_for(f"{prefix}{folder}/Packages.xz", f"{prefix}{folder}/Packages.gz", out)
+            for name, data in zip(PACKAGES_FILES, (out.plain, out.gz, out.xz), strict=True):
+                listed[f"{folder}/{name}"] = data
+        return listed
+
+    return listing

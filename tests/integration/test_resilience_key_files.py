@@ -33,10 +33,15 @@ def test_a_truncated_url_key_is_a_configuration_error_naming_the_file(
     key = state / URL_KEY_FILE
     key.write_bytes(contents)
     key.chmod(0o600)
-    res = run("rebuild", "--releases", str(tmp_path / "rel"), "--state", str(state))
+    # `serve` signs asset URLs with it: it stops at start, naming the file.
+    args = ("serve", "--releases", str(tmp_path / "rel"), "--state", str(state), "--port", str(free_port()))
+    res = run(*args)
     assert res.returncode == 2, res.stdout + res.stderr
     assert str(key) in res.stderr and "too short" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+    # `rebuild` never signs a URL, so it neither reads the key nor stops for it.
+    res = run("rebuild", "--releases", str(tmp_path / "rel"), "--state", str(state))
+    assert res.returncode == 0, res.stdout + res.stderr
     assert key.read_bytes() == contents, "a bad key is reported, never silently replaced"
 
 

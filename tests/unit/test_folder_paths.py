@@ -21,7 +21,7 @@ def source(tmp_path: Path) -> FolderReleaseSource:
     os.symlink(tmp_path / "secret", root / "v2")  # a release folder leading out
     os.symlink(tmp_path / "secret" / "s.deb", root / "v1" / "link.deb")  # a file leading out
     os.symlink(root, root / "v3")  # a folder leading back to the root itself
-    return FolderReleaseSource(root, "stable", SignedUrls(b"k" * 32, "/_assets/", "asset"))
+    return FolderReleaseSource(root, "stable", lambda: SignedUrls(b"k" * 32, "/_assets/", "asset"))
 
 
 def test_a_plain_file_resolves(source: FolderReleaseSource) -> None:

@@ -219,3 +219,16 @@ def test_github_assets_carry_their_release_page_and_local_ones_none(tmp_path: Pa
     local = Services(Settings.from_env({}, releases_dir=tmp_path / "releases", state_dir=tmp_path / "s"), {})
     (folder_asset,) = local.source.list_assets()
     assert folder_asset.release_url == ""
+
+
+def test_the_page_escapes_exactly_as_html_escape_does() -> None:
+    """``page._escape`` stands in for ``html.escape`` (whose import loads the entity table)."""
+    import html
+    import random
+
+    from ghapt.page import _escape
+
+    rng = random.Random(7)  # noqa: S311  # test data
+    samples = ["", "plain", "a&b<c>\"d'e", "&amp; already", "é — ü", "</script><b onload='x'>"]
+    samples += ["".join(rng.choice("&<>\"'aé ") for _ in range(30)) for _ in range(500)]
+    assert [_escape(s) for s in samples] == [html.escape(s) for s in samples]

@@ -116,7 +116,7 @@ class Services:
         ]
         if missing or self.settings.releases_dir is None:
             raise ConfigError("the local backend needs " + " and ".join(missing))
-        return FolderReleaseSource(self.settings.releases_dir, self.settings.suite, self.asset_urls)
+        return FolderReleaseSource(self.settings.releases_dir, self.settings.suite, lambda: self.asset_urls)
 
     def _github_source(self, client: GitHubClient) -> ReleaseSource:
         from ghapt.github.source import GitHubReleaseSource

@@ -669,15 +669,19 @@ class _JsonText(str):
     """Text ``_json_lines`` made already: written as it is, so a large part can be made early."""
 
 
+# One encoder for every call: ``json.dumps`` with options builds a new one each time, which costs
+# as much as encoding a small record entry.
+_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def _json_lines(value: Any, levels: int) -> str:
     if isinstance(value, _JsonText):
         return value
+    encode = _JSON.encode
     if levels <= 0 or not isinstance(value, dict) or not value:
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return encode(value)
     entries = sorted(value.items(), key=lambda kv: str(kv[0]))
-    inner = ",\n".join(
-        f"{json.dumps(str(k), ensure_ascii=False)}:{_json_lines(v, levels - 1)}" for k, v in entries
-    )
+    inner = ",\n".join(f"{encode(str(k))}:{_json_lines(v, levels - 1)}" for k, v in entries)
     return "{\n" + inner + "\n}"
 
 

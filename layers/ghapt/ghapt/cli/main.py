@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from ghapt import __version__
 from ghapt.cli.options import load_settings
@@ -98,5 +99,30 @@ def _one_line(text: str) -> str:
     return os.fsencode(" ".join(text.split())).decode("utf-8", "backslashreplace")
 
 
+# Commands whose process may end without the interpreter's teardown once ``main`` returned.
+QUICK_EXIT = frozenset({"rebuild"})
+
+
+def entry() -> NoReturn:
+    """The ``ghapt`` console script: ``main``, then the exit.
+
+    After a ``rebuild`` everything is written and closed (files, the metadata commit, worker
+    processes and threads), so the process leaves at once: the interpreter's teardown (freeing
+    every object and module, a last garbage collection) took 30 to 60 ms, a tenth of an
+    incremental rebuild. Output is flushed first; other commands (``serve`` and its workers)
+    exit normally."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if _command_in(argv) not in QUICK_EXIT:
+        sys.exit(code)
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # e.g. a closed pipe: the output is lost, so is success
+        code = code or 1
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

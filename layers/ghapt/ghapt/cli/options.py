@@ -7,7 +7,6 @@ is ``GHAPT_STATE_DIR=DIR``.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -94,6 +93,8 @@ def read_secret(args: argparse.Namespace, what: str) -> str:
     if args.password_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
+        import getpass  # only when a secret is typed in
+
         value = getpass.getpass(f"{what}: ")
     else:
         raise ConfigError(f"no {what}: pass --password-stdin and write it to standard input")

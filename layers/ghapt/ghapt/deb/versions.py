@@ -62,8 +62,12 @@ def _string_key(text: str) -> tuple[Part, ...]:
     return tuple(parts)
 
 
+@lru_cache(maxsize=16384)
 def version_key(version: str) -> VersionKey:
     """The sort key of a Debian version (see the module docstring).
+
+    Cached: a rebuild asks for each entry's key in selection, ordering and the page, and keys
+    are immutable tuples; 16,384 recent versions are a few MB at most.
 
     Meant for valid versions (``ghapt.deb.control.version_problem``); an epoch that is not a
     number raises ``ValueError``, anything else gets a key."""

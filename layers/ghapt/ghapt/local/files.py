@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from ghapt.core.errors import ConfigError
 
 def _write_temp(path: Path, data: bytes, mode: int) -> str:
     """A fully written, fsynced temporary file beside ``path``; the caller moves it into place."""
+    import tempfile  # with shutil and random: 10 ms a rebuild (which writes no such file) never needs
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -13,23 +13,32 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ghapt.core.errors import BadDebError, BadRequest, ConfigError, GhaptError, NotFound, SourceChanged
 from ghapt.core.model import Asset, DebInfo
 from ghapt.deb.reader import read_deb
-from ghapt.local.signedurls import SignedUrls
+
+if TYPE_CHECKING:
+    from ghapt.local.signedurls import SignedUrls
 
 
 class FolderReleaseSource:
     """``ReleaseSource`` over ``releases_dir/<tag>/*.deb``."""
 
-    def __init__(self, releases_dir: Path, suite: str, url_signer: SignedUrls) -> None:
+    def __init__(self, releases_dir: Path, suite: str, url_signer: Callable[[], SignedUrls]) -> None:
+        """``url_signer`` makes the signer on the first download URL: a rebuild never needs one."""
         self.root = Path(releases_dir)
         self.suite = suite
-        self.url_signer = url_signer
+        self._make_url_signer = url_signer
+
+    @cached_property
+    def url_signer(self) -> SignedUrls:
+        return self._make_url_signer()
 
     def list_assets(self) -> list[Asset]:
         root_real = os.path.realpath(self.root)

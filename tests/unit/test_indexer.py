@@ -252,3 +252,26 @@ def test_state_files_name_one_asset_per_line_and_parse_back(world: World) -> Non
         + ("," if i < len(pool) - 1 else "")
         for i, path in enumerate(sorted(pool))
     ]
+
+
+def test_entry_texts_give_back_each_entry_as_the_record_encodes_it() -> None:
+    """What lets a rebuild copy unchanged record entries: key -> that entry's exact JSON text."""
+    import json
+
+    from ghapt.indexer import _dump_json, _entry_texts
+
+    assets = {
+        'github:o/r:1:"quoted":{x}': {"name": 'a":{b', "control": [["K", "v\n}"]], "size": 1},
+        "local:v1/ü.deb": {"name": "ü", "hashes": {"sha256": "00"}},
+        "plain": {"z": 1, "a": [1, 2]},
+    }
+    record = {"assets": assets, "bad": {}, "lost": {"x": {"reason": "r"}}, "version": 3}
+    texts = _entry_texts(_dump_json(record), "assets")
+    encoder = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert texts == {k: encoder.encode(v) for k, v in assets.items()}
+    assert _entry_texts(_dump_json(record), "lost") == {"x": '{"reason":"r"}'}
+    assert _entry_texts(_dump_json(record), "bad") == {}  # empty: written on one line
+    # Anything else (another writer's layout, damage) gives nothing to copy, never a wrong text.
+    assert _entry_texts(json.dumps(record, indent=2).encode(), "assets") == {}
+    assert _entry_texts(b'{\n"assets":{\n"k":{"a":1\n}', "assets") == {}
+    assert _entry_texts(b"", "assets") == {}

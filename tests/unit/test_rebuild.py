@@ -276,3 +276,52 @@ def test_dry_run_commits_nothing(env: Env) -> None:
     assert result.commit is None
     assert result.added
     assert _store(services).head() is None
+
+
+def test_an_incremental_rebuild_writes_what_a_cold_one_writes_encoding_only_what_changed(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record entries that come out the same are copied from the head's record, not encoded
+    again; the files must still be byte for byte those of a cold rebuild of the same releases."""
+    import ghapt.indexer
+    from ghapt.core.layout import ASSETS_FILE, SEGMENTS_FILE
+
+    releases, services, source, indexer = env
+    indexer.rebuild()
+    build_deb(releases / "v3", "extra", "3.0-1", "amd64")
+    # A new process, as `ghapt rebuild` is: nothing cached, the record is all it knows.
+    indexer = Indexer(source, services.store, services.signer, services.settings, clock=lambda: NOW)
+    encoded: list[str] = []
+    real = ghapt.indexer._deb_record
+
+    def counting(asset: Asset, deb: DebInfo) -> dict[str, object]:
+        encoded.append(asset.name)
+        return real(asset, deb)
+
+    monkeypatch.setattr(ghapt.indexer, "_deb_record", counting)
+    result = indexer.rebuild()
+    assert result.read == 1
+    record = json.loads(_store(services).read_file(result.commit or "", ASSETS_FILE) or b"{}")
+    indexed = {entry["name"] for entry in record["assets"].values()}
+    left_out = {entry["name"] for entry in record["lost"].values()}
+    assert "extra_3.0-1_amd64.deb" in indexed and len(indexed) == 4
+    # The new asset is encoded, and the ones left out (they are few); every other entry is copied.
+    assert set(encoded) == {"extra_3.0-1_amd64.deb"} | left_out
+
+    cold = Services(
+        Settings.from_env(
+            {}, releases_dir=releases, state_dir=tmp_path / "cold", architectures="amd64 arm64"
+        ),
+        {},
+    )
+    cold_result = cold.indexer.rebuild()
+    a, b = _store(services), _store(cold)
+    for path in (
+        ASSETS_FILE,
+        POOL_FILE,
+        SEGMENTS_FILE,
+        "dists/stable/main/binary-amd64/Packages",
+        "dists/stable/main/binary-amd64/Packages.xz",
+        "dists/stable/main/binary-arm64/Packages.gz",
+    ):
+        assert a.read_file(result.commit or "", path) == b.read_file(cold_result.commit or "", path), path

@@ -191,9 +191,12 @@ class Indexer:
         """Read what is new (until ``deadline``), select, and render the unsigned index."""
         head = self.store.head()
         head_files = self.store.list_files(head) if head else {}
-        record = _load_json(self.store, head, ASSETS_FILE) if ASSETS_FILE in head_files else {}
+        record, record_text = (
+            _load_json_text(self.store, head, ASSETS_FILE) if ASSETS_FILE in head_files else ({}, b"")
+        )
         current = record.get("version") == RECORD_VERSION
         known: dict[str, Any] = record.get("assets", {}) if current else {}
+        known_text = _entry_texts(record_text, "assets") if current else {}
         known_bad: dict[str, Any] = record.get("bad", {}) if current else {}
         known_lost: dict[str, Any] = record.get("lost", {}) if current else {}
         published_key = record.get("signing_key")
@@ -232,7 +235,12 @@ class Indexer:
                 valid_until=valid_until,
                 compressor=compressor,
             )
-            entries = self._record_entries(suites, reading.bad, _lost(reading.debs, suites, conflicts))
+            entries = self._record_entries(
+                suites,
+                reading.bad,
+                _lost(reading.debs, suites, conflicts),
+                {k: (known[k], t) for k, t in known_text.items() if k in reading.from_record and k in known},
+            )
             extra = {
                 POOL_FILE: _dump_json(_pool_manifest(suites), levels=1),
                 **page_files(suites, self.settings, self.signer.fingerprint),
@@ -337,11 +345,13 @@ class Indexer:
     # ---------------------------------------------------------------------------------------
     def _triage(
         self, assets: list[Asset], known: Mapping[str, Any], known_bad: Mapping[str, Any]
-    ) -> tuple[dict[str, DebInfo | BadDebError], deque[Asset], int]:
-        """What the record (or this process) already knows, what must be read, and how much was reused."""
+    ) -> tuple[dict[str, DebInfo | BadDebError], deque[Asset], int, set[str]]:
+        """What the record (or this process) already knows, what must be read, how much was
+        reused, and which assets' data came from the record as it is."""
         results: dict[str, DebInfo | BadDebError] = {}
         to_read: deque[Asset] = deque()
         reused = 0
+        from_record: set[str] = set()
         for asset in assets:
             cached = self._read_cache.get((asset.key, asset.fingerprint))
             prior = known.get(asset.key)
@@ -351,6 +361,7 @@ class Indexer:
                 reused += 1
             elif prior and prior.get("fingerprint") == asset.fingerprint:
                 results[asset.key] = _deb_from_record(prior)
+                from_record.add(asset.key)
                 reused += 1
             elif prior_bad and prior_bad.get("fingerprint") == asset.fingerprint:
                 results[asset.key] = BadDebError(asset.name, prior_bad["reason"])
@@ -359,7 +370,7 @@ class Indexer:
                 to_read.appendleft(asset)
             else:
                 to_read.append(asset)
-        return results, to_read, reused
+        return results, to_read, reused, from_record
 
     def _read_all(
         self,
@@ -374,7 +385,7 @@ class Indexer:
         New reads start only until ``deadline`` (at least one always starts, so every run makes
         progress); reads in flight then finish and count. A GitHub failure stops new reads too,
         and is handed back so the caller can publish what was read before reporting it."""
-        results, to_read, reused = self._triage(assets, known, known_bad)
+        results, to_read, reused, from_record = self._triage(assets, known, known_bad)
 
         def read_one(asset: Asset) -> DebInfo | BadDebError:
             try:
@@ -429,7 +440,7 @@ class Indexer:
         bad = [(a, r) for a in assets if isinstance(r := results.get(a.key), BadDebError)]
         if to_read:
             log.info("reading stopped early", extra={"remaining": len(to_read), "read": read})
-        return _Reading(debs, bad, read, reused, len(to_read), failure)
+        return _Reading(debs, bad, read, reused, len(to_read), failure, from_record)
 
     def _readers(
         self, count: int, read_one: Callable[[Asset], DebInfo | BadDebError]
@@ -466,23 +477,35 @@ class Indexer:
         suites: Mapping[str, list[IndexedAsset]],
         bad: Iterable[tuple[Asset, BadDebError]],
         lost: Iterable[tuple[Asset, DebInfo, str]],
+        previous: Mapping[str, tuple[Mapping[str, Any], str]],
     ) -> dict[str, Any]:
-        """The record's per-asset parts, each already in ``_dump_json``'s form (the slow part of it)."""
+        """The record's per-asset parts, each already in ``_dump_json``'s form (the slow part of it).
+
+        ``previous``: asset key -> (its entry in the head's record, that entry's JSON text),
+        for the assets whose data came from that record. An entry that would come out the
+        same is written as it was, without encoding it again."""
         # asset key -> suite -> pool path: routing may put one asset into several suites
         in_suites: dict[str, dict[str, str]] = {}
         for suite, entries in sorted(suites.items()):
             for e in entries:
                 in_suites.setdefault(e.asset.key, {})[suite] = e.pool_path
+        assets: dict[str, Any] = {}
+        for entries in suites.values():
+            for e in entries:
+                key = e.asset.key
+                if key in assets:
+                    continue
+                prior, text = previous.get(key, (None, ""))
+                if prior is not None and _same_entry(prior, e, in_suites[key]):
+                    assets[key] = _JsonText(text)
+                else:
+                    assets[key] = {
+                        **_deb_record(e.asset, e.deb),
+                        "pool_path": e.pool_path,
+                        "suites": in_suites[key],
+                    }
         parts = {
-            "assets": {
-                e.asset.key: {
-                    **_deb_record(e.asset, e.deb),
-                    "pool_path": e.pool_path,
-                    "suites": in_suites[e.asset.key],
-                }
-                for entries in suites.values()
-                for e in entries
-            },
+            "assets": assets,
             "bad": {
                 a.key: {"fingerprint": a.fingerprint, "name": a.name, "reason": err.reason} for a, err in bad
             },
@@ -520,6 +543,7 @@ class _Reading:
     reused: int
     remaining: int
     failure: GhaptError | None
+    from_record: set[str]  # asset keys whose DebInfo is the record's entry, unchanged
 
 
 def _read_batch(reader: Callable[[Asset], DebInfo], assets: list[Asset]) -> list[DebInfo | BadDebError]:
@@ -560,6 +584,26 @@ def _deb_record(asset: Asset, deb: DebInfo) -> dict[str, Any]:
         "hashes": {k: v for k, v in vars(deb.hashes).items() if v},
         "control": deb.control,  # tuples are JSON arrays: no copy
     }
+
+
+_ENTRY_KEYS = frozenset(
+    {"fingerprint", "name", "release", "suite", "size", "hashes", "control", "pool_path", "suites"}
+)
+
+
+def _same_entry(prior: Mapping[str, Any], e: IndexedAsset, suites: Mapping[str, str]) -> bool:
+    """Whether ``e``'s record entry equals ``prior``, the entry its DebInfo was made from: then
+    size, hashes and control are the same by construction, and the rest is compared here."""
+    asset = e.asset
+    return (
+        prior.keys() == _ENTRY_KEYS
+        and prior["fingerprint"] == asset.fingerprint
+        and prior["name"] == asset.name
+        and prior["release"] == asset.release
+        and prior["suite"] == asset.suite
+        and prior["pool_path"] == e.pool_path
+        and prior["suites"] == suites
+    )
 
 
 def mass_removal(
@@ -645,17 +689,45 @@ def _pool_manifest(suites: Mapping[str, list[IndexedAsset]]) -> dict[str, Any]:
 
 
 def _load_json(store: MetadataStore, head: str | None, path: str) -> dict[str, Any]:
+    return _load_json_text(store, head, path)[0]
+
+
+def _load_json_text(store: MetadataStore, head: str | None, path: str) -> tuple[dict[str, Any], bytes]:
+    """A JSON state file of the head, and its bytes (empty when it is missing or unreadable)."""
     if head is None:
-        return {}
+        return {}, b""
     data = store.read_file(head, path)
     if not data:
-        return {}
+        return {}, b""
     try:
         value = json.loads(data)
     except ValueError:
         log.warning("ignoring unreadable state file", extra={"path": path})
+        return {}, b""
+    return (value, data) if isinstance(value, dict) else ({}, b"")
+
+
+def _entry_texts(data: bytes, section: str) -> dict[str, str]:
+    """Key -> JSON text of each entry of a top-level ``section`` in a file ``_dump_json`` wrote
+    (one entry a line). A line that does not have that shape is left out: it is encoded again."""
+    text = data.decode("utf-8", "replace")
+    opening = f"\n{_JSON.encode(section)}:{{\n"
+    start = text.find(opening)
+    if start < 0:
         return {}
-    return value if isinstance(value, dict) else {}
+    found: dict[str, str] = {}
+    for line in text[start + len(opening) :].split("\n"):
+        if line in ("}", "},"):
+            break
+        if line.endswith(","):
+            line = line[:-1]
+        try:
+            key, end = _DECODER.raw_decode(line) if line.startswith('"') else (None, 0)
+        except ValueError:
+            continue
+        if isinstance(key, str) and line[end : end + 2] == ":{" and line.endswith("}"):
+            found[key] = line[end + 1 :]
+    return found
 
 
 def _dump_json(value: Any, levels: int = 2) -> bytes:
@@ -672,6 +744,7 @@ class _JsonText(str):
 # One encoder for every call: ``json.dumps`` with options builds a new one each time, which costs
 # as much as encoding a small record entry.
 _JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
 
 
 def _json_lines(value: Any, levels: int) -> str:

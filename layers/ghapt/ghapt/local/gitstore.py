@@ -15,7 +15,8 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Union
 
@@ -275,7 +276,8 @@ class LocalGitStore:
                 node = child
             node[name] = changes[path]
         info = self._commit(base) if base else None
-        tree = _TreeWriter(self.objects, info.tree if info else None, self._trees_from_git).build(root)
+        blobs = self._store_blobs(changes.values())
+        tree = _TreeWriter(self.objects, info.tree if info else None, self._trees_from_git, blobs).build(root)
         # Commit times must strictly increase along the branch: they are the Last-Modified that
         # apt's If-Modified-Since is compared with, at one-second resolution.
         when = int(time.time())
@@ -287,6 +289,23 @@ class LocalGitStore:
         if proc.returncode != 0:
             raise StaleHead(f"branch {self.branch} moved while rebuilding: {proc.stderr.decode().strip()}")
         return commit
+
+    def _store_blobs(self, contents: Iterable[bytes | None]) -> dict[int, str]:
+        """Every distinct blob written as a loose object: ``id(bytes)`` -> object id.
+
+        Several at once: zlib and SHA-1 free the GIL, and a commit carries a few large files
+        (Packages, the asset record, the page) and their by-hash copies (the same bytes)."""
+        distinct = list({id(d): d for d in contents if d is not None}.values())
+
+        def store(data: bytes) -> str:
+            return self.objects.write(b"blob", data, git_blob_id(data))
+
+        if len(distinct) < 2:
+            return {id(d): store(d) for d in distinct}
+        with ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ghapt-blobs"
+        ) as pool:
+            return {id(d): oid for d, oid in zip(distinct, pool.map(store, distinct), strict=True)}
 
     # --- plumbing ---------------------------------------------------------------------------
     def _run(
@@ -313,11 +332,17 @@ class _TreeWriter:
     an unchanged subtree keeps its id and is not even read. Lives for one ``commit_files``."""
 
     def __init__(
-        self, objects: LooseObjects, base_tree: str | None, from_git: Callable[[str], dict[str, TreeEntries]]
+        self,
+        objects: LooseObjects,
+        base_tree: str | None,
+        from_git: Callable[[str], dict[str, TreeEntries]],
+        stored: Mapping[int, str],
     ) -> None:
+        """``stored``: the blobs written already, ``id(bytes)`` -> object id."""
         self.objects = objects
         self.base_tree = base_tree
         self.from_git = from_git
+        self.stored = stored
         self._packed: dict[str, TreeEntries] | None = None
 
     def build(self, changes: _Changes) -> str:
@@ -340,10 +365,7 @@ class _TreeWriter:
                 if old is not None and old[0] != TREE_MODE:  # deleting only ever removes a file
                     del entries[name]
             else:
-                blob = git_blob_id(change)
-                if old != (BLOB_MODE, blob):
-                    self.objects.write(b"blob", change, blob)
-                    entries[name] = (BLOB_MODE, blob)
+                entries[name] = (BLOB_MODE, self.stored[id(change)])
         if not entries:
             return None
         body = encode_tree(entries)

@@ -283,6 +283,7 @@ def test_an_incremental_rebuild_writes_what_a_cold_one_writes_encoding_only_what
 ) -> None:
     """Record entries that come out the same are copied from the head's record, not encoded
     again; the files must still be byte for byte those of a cold rebuild of the same releases."""
+    import ghapt.deb.dists
     import ghapt.indexer
     from ghapt.core.layout import ASSETS_FILE, SEGMENTS_FILE
 
@@ -298,8 +299,18 @@ def test_an_incremental_rebuild_writes_what_a_cold_one_writes_encoding_only_what
         encoded.append(asset.name)
         return real(asset, deb)
 
+    rendered: list[str] = []
+    real_render = ghapt.deb.dists.render_stanza
+
+    def rendering(deb: DebInfo, filename: str) -> bytes:
+        rendered.append(filename)
+        return real_render(deb, filename)
+
     monkeypatch.setattr(ghapt.indexer, "_deb_record", counting)
+    monkeypatch.setattr(ghapt.deb.dists, "render_stanza", rendering)
     result = indexer.rebuild()
+    # Only the new .deb's stanza is rendered; the others are the head's Packages' own.
+    assert rendered == ["pool/main/e/extra/extra_3.0-1_amd64.deb"]
     assert result.read == 1
     record = json.loads(_store(services).read_file(result.commit or "", ASSETS_FILE) or b"{}")
     indexed = {entry["name"] for entry in record["assets"].values()}
@@ -325,3 +336,48 @@ def test_an_incremental_rebuild_writes_what_a_cold_one_writes_encoding_only_what
         "dists/stable/main/binary-arm64/Packages.gz",
     ):
         assert a.read_file(result.commit or "", path) == b.read_file(cold_result.commit or "", path), path
+
+
+@pytest.mark.parametrize("damage", ["stanza", "format"])
+def test_a_head_whose_stanzas_cannot_be_trusted_is_rendered_again(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """A stanza that does not name its .deb's size and SHA256, or a record of another stanza
+    format, is rendered again: the result is still what a cold rebuild writes."""
+    import ghapt.deb.dists
+    from ghapt.core.layout import ASSETS_FILE
+
+    releases, services, source, indexer = env
+    first = indexer.rebuild()
+    store = _store(services)
+    packages = "dists/stable/main/binary-amd64/Packages"
+    if damage == "stanza":
+        old = store.read_file(first.commit or "", packages) or b""
+        size = old.split(b"\nSize: ", 1)[1].split(b"\n", 1)[0]
+        change = {packages: old.replace(b"\nSize: " + size + b"\n", b"\nSize: 1" + size + b"\n", 1)}
+    else:
+        record = json.loads(store.read_file(first.commit or "", ASSETS_FILE) or b"{}")
+        change = {ASSETS_FILE: json.dumps({**record, "stanza_format": -1}).encode()}
+    store.commit_files(first.commit, change, "damage")
+    build_deb(releases / "v3", "extra", "3.0-1", "amd64")
+    rendered: list[str] = []
+    real_render = ghapt.deb.dists.render_stanza
+
+    def rendering(deb: DebInfo, filename: str) -> bytes:
+        rendered.append(filename)
+        return real_render(deb, filename)
+
+    monkeypatch.setattr(ghapt.deb.dists, "render_stanza", rendering)
+    indexer = Indexer(source, store, services.signer, services.settings, clock=lambda: NOW)
+    result = indexer.rebuild()
+    assert len(rendered) >= (2 if damage == "stanza" else 4)  # the damaged one (or all) and the new one
+    cold = Services(
+        Settings.from_env(
+            {}, releases_dir=releases, state_dir=tmp_path / "cold", architectures="amd64 arm64"
+        ),
+        {},
+    )
+    cold_result = cold.indexer.rebuild()
+    assert store.read_file(result.commit or "", packages) == _store(cold).read_file(
+        cold_result.commit or "", packages
+    )

@@ -55,6 +55,7 @@ from ghapt.core.ports import MetadataStore, ReleaseSource, Signer
 from ghapt.core.routing import Routing, suites_listing
 from ghapt.core.settings import Settings
 from ghapt.deb.compression import PackagesCompressor, Piece, SegmentCache
+from ghapt.deb.control import STANZA_FORMAT
 from ghapt.deb.dists import byhash_paths, start_dists
 from ghapt.deb.placement import place
 from ghapt.page import page_files
@@ -234,6 +235,7 @@ class Indexer:
                 date=now,
                 valid_until=valid_until,
                 compressor=compressor,
+                rendered=self._stanzas_kept(head, head_files, record, suites, known, reading.from_record),
             )
             entries = self._record_entries(
                 suites,
@@ -515,11 +517,52 @@ class Indexer:
         }
         return {name: _JsonText(_json_lines(value, 1)) for name, value in parts.items()}
 
+    def _stanzas_kept(
+        self,
+        head: str | None,
+        head_files: Mapping[str, str],
+        record: Mapping[str, Any],
+        suites: Mapping[str, list[IndexedAsset]],
+        known: Mapping[str, Any],
+        from_record: set[str],
+    ) -> dict[str, bytes]:
+        """Pool path -> stanza, taken from the head's Packages files, for the entries rendering
+        would give the same stanza again: the asset's data is the record's, it was indexed at
+        that very path, and the head was rendered in this ``STANZA_FORMAT``. A stanza is taken
+        only if it names that package, size and SHA256; the rest are rendered."""
+        if head is None or record.get("stanza_format") != STANZA_FORMAT:
+            return {}
+        wanted: dict[str, IndexedAsset] = {}
+        for entries in suites.values():
+            for e in entries:
+                prior = known.get(e.asset.key)
+                if (
+                    e.asset.key in from_record
+                    and prior
+                    and e.pool_path in (prior.get("suites") or {}).values()
+                ):
+                    wanted[e.pool_path] = e
+        kept: dict[str, bytes] = {}
+        for path in sorted(p for p in head_files if p.startswith("dists/") and p.endswith("/Packages")):
+            if len(kept) == len(wanted):
+                break
+            for stanza in (self.store.read_file(head, path) or b"").split(b"\n\n"):
+                at = stanza.find(b"\nFilename: ")
+                end = stanza.find(b"\n", at + 1)
+                if at < 0 or end < 0:
+                    continue
+                pool_path = stanza[at + 11 : end].decode("utf-8", "surrogateescape")
+                owner = wanted.get(pool_path)
+                if owner is not None and pool_path not in kept and _stanza_of(stanza + b"\n", owner.deb):
+                    kept[pool_path] = stanza + b"\n"
+        return kept
+
     def _record(self, entries: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
         """``assets.json``: ``_record_entries`` with the signing key and a digest of the Release files."""
         releases = {p: _strip_dates(d) for p, d in files.items() if p.endswith("/Release")}
         return {
             "version": RECORD_VERSION,
+            "stanza_format": STANZA_FORMAT,
             "signing_key": self.signer.fingerprint,
             "release_digest": hashlib.sha256(_dump_json(releases)).hexdigest(),
             **entries,
@@ -584,6 +627,15 @@ def _deb_record(asset: Asset, deb: DebInfo) -> dict[str, Any]:
         "hashes": {k: v for k, v in vars(deb.hashes).items() if v},
         "control": deb.control,  # tuples are JSON arrays: no copy
     }
+
+
+def _stanza_of(stanza: bytes, deb: DebInfo) -> bool:
+    """Whether a stanza names this package, size and SHA256 (a cheap check against a mix-up)."""
+    return (
+        stanza.startswith(f"Package: {deb.package}\n".encode("utf-8", "surrogateescape"))
+        and f"\nSize: {deb.size}\n".encode() in stanza
+        and f"\nSHA256: {deb.hashes.sha256}\n".encode() in stanza
+    )
 
 
 _ENTRY_KEYS = frozenset(

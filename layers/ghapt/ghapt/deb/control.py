@@ -264,6 +264,11 @@ def _order_key(name: str) -> tuple[int, bytes]:
     return (len(INDEX_PKG_ORDER), name.encode("utf-8", "surrogateescape"))
 
 
+# Raise when render_stanza's output for the same DebInfo and filename changes: an index
+# rebuilt on a record of another format renders every stanza again instead of reusing them.
+STANZA_FORMAT = 1
+
+
 def render_stanza(deb: DebInfo, filename: str) -> bytes:
     """The Packages stanza ``dpkg-scanpackages -m`` writes for this .deb at ``filename``.
 

@@ -374,10 +374,14 @@ def start_dists(
     compressor: PackagesCompressor,
     valid_until: datetime | None = None,
     max_file_bytes: int | None = None,
+    rendered: Mapping[str, bytes] | None = None,
 ) -> PendingDists:
     """``build_dists`` in two halves: this checks the names, renders every stanza and starts
     the compression on ``compressor``'s threads; ``finish()`` waits for it and writes the rest.
-    What the caller does in between runs while the files compress (lzma and zlib free the GIL)."""
+    What the caller does in between runs while the files compress (lzma and zlib free the GIL).
+
+    ``rendered``: pool path -> ``render_stanza``'s output for the entry at that path, known
+    already (the caller vouches that it is exactly what rendering would give)."""
     if max_file_bytes is None:
         max_file_bytes = MAX_INDEX_FILE_BYTES
     arches = _check_names(suites, component, architectures)
@@ -396,7 +400,9 @@ def start_dists(
         f"Components: {component}",
     ]
     started = {
-        suite: _packages_files(suites[suite], component, arches, compressor, f"dists/{suite}/")
+        suite: _packages_files(
+            suites[suite], component, arches, compressor, f"dists/{suite}/", rendered or {}
+        )
         for suite in sorted(suites)
     }
     return PendingDists(started, head, tail, label, max_file_bytes)
@@ -476,13 +482,16 @@ def _packages_files(
     arches: Sequence[str],
     compressor: PackagesCompressor,
     prefix: str,
+    rendered: Mapping[str, bytes],
 ) -> Callable[[], dict[str, bytes]]:
     """``<component>/binary-<arch>/Packages{,.gz,.xz}`` of one suite, each stanza rendered once;
     the compression starts now, and the returned function waits for it.
 
     ``entries`` are in index order already (``_index_orders``): nothing is sorted here."""
     ordered = entries
-    stanzas = {id(e): render_stanza(e.deb, e.pool_path) + b"\n" for e in ordered}
+    stanzas = {
+        id(e): (rendered.get(e.pool_path) or render_stanza(e.deb, e.pool_path)) + b"\n" for e in ordered
+    }
     started: list[tuple[str, PendingCompression]] = []
     for arch in arches:
         pairs = [(_pva(e.deb)[0], stanzas[id(e)]) for e in _arch_entries(ordered, arch)]

@@ -261,11 +261,10 @@ class ApiGateway:
         environ: dict[str, Any],
         body: bytes | bytearray,
     ) -> dict[str, Any]:
-        headers: dict[str, str] = {}
-        for key, value in environ.items():
-            name = _header_name(key)
-            if name is not None and (value or key.startswith("HTTP_")):
-                headers[name] = value
+        headers = {_header_name(key): value for key, value in environ.items() if key[:5] == "HTTP_"}
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[_header_name(key)] = environ[key]
         # API Gateway says itself how the request reached it; so does this server. (Every
         # spelling of the client's header arrives here as this one name.)
         headers["X-Forwarded-Proto"] = environ.get("wsgi.url_scheme", "http")
@@ -451,15 +450,10 @@ def _allows(policy: dict[str, Any], method_arn: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _header_name(key: str) -> str | None:
-    """The header name API Gateway would show for a WSGI environ key (``HTTP_USER_AGENT`` is
-    ``User-Agent``), or None for keys that are not headers; remembered, as the same few names
-    come with every request."""
-    if key.startswith("HTTP_"):
-        key = key[5:]
-    elif key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        return None
-    return "-".join(p.capitalize() for p in key.split("_"))
+def _header_name(key: str) -> str:
+    """The header name API Gateway would show for a WSGI environ key of a header
+    (``HTTP_USER_AGENT`` is ``User-Agent``); remembered, as the same few come with every request."""
+    return "-".join(p.capitalize() for p in key.removeprefix("HTTP_").split("_"))
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytearray | None:

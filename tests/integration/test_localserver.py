@@ -276,3 +276,29 @@ def test_signed_webhook_triggers_a_rebuild_through_the_local_queue(server: Local
     assert again.text == "duplicate ignored\n"
     queue.drain()
     assert queue.runs == runs, "a replayed delivery does no work"
+
+
+def test_a_decision_made_while_the_users_file_changed_is_not_reused_under_the_new_file(
+    server: Local, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Request 1 reads the users file's version, then its authorizer runs; meanwhile `users`
+    # changes the file and another request drops every cached decision. Request 1's decision,
+    # stored after that, was made for the old file: request 2 must ask the authorizer again.
+    calls: list[str] = []
+    real = handlers.authorizer_handler
+
+    def racing(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        decision: dict[str, Any] = real(event, context)
+        calls.append(event["path"])
+        if len(calls) == 1:
+            UserFile(tmp_path / "state" / "users.json").add("bob", "bob-pass-1")  # the file changes
+            server.server.app._forget_policies_if_users_changed()  # another request sees it
+        return decision
+
+    monkeypatch.setattr(handlers, "authorizer_handler", racing)
+    url = f"{server.url}/dists/stable/Release"
+    assert requests.get(url, auth=AUTH, timeout=10).status_code == 200
+    assert requests.get(url, auth=AUTH, timeout=10).status_code == 200
+    assert len(calls) == 2, "the decision made for the old users file was reused"
+    assert requests.get(url, auth=AUTH, timeout=10).status_code == 200
+    assert len(calls) == 2, "a decision made for the file as it is is reused"

@@ -172,6 +172,29 @@ class _OwnEventResolver(APIGatewayRestResolver):
         finally:
             self._own_event = None  # a webhook body must not outlive its request
 
+    def _call_route(self, route: Any, route_arguments: dict[str, str]) -> Any:
+        """Call a plain view (``plain_view``: no arguments, no middleware, no validation, no
+        dependencies) directly; Powertools would wrap it in its middleware frames, which cost
+        more than serving a cached file and do nothing here. An exception goes to the exception
+        handlers, as Powertools sends it; one no handler takes is re-raised, as it does. Any
+        other route takes Powertools' own path."""
+        if (
+            not getattr(route.func, "plain_view", False)
+            or route.middlewares
+            or self._router_middlewares
+            or self._enable_validation
+            or self._debug
+        ):
+            return super()._call_route(route, route_arguments)
+        try:
+            response: Any = self._to_response(route.func())
+        except Exception as exc:
+            builder = self._call_exception_handler(exc, route)
+            if builder is not None:
+                return builder
+            raise
+        return self._response_builder_class(response=response, serializer=self._serializer, route=route)
+
 
 class Routes:
     """A function's Powertools router (one or more rules to one view), one per thread.
@@ -201,8 +224,12 @@ class Routes:
                 headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             return Response(exc.status, "text/plain; charset=utf-8", f"{exc}\n", headers=headers)
 
+        def view() -> HttpResponse:
+            return self.view(app.current_event)
+
+        view.plain_view = True  # type: ignore[attr-defined]
         for rule in self.rules:
-            app.route(rule, method=self.methods)(lambda: self.view(app.current_event))
+            app.route(rule, method=self.methods)(view)
         return app
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -191,7 +191,8 @@ class ApiGateway:
         self.auth_ttl = services.settings.auth_cache_seconds if auth_ttl is None else auth_ttl
         self.clock = clock
         self.access_log = access_log
-        self._policies: dict[str, tuple[float, dict[str, Any]]] = {}
+        # Authorization header's hash -> (when, users file version it was made under, policy).
+        self._policies: dict[str, tuple[float, object, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._users_seen: object = None  # the users file's version the cached policies were made with
         self.bodies = DecodedBodies()
@@ -261,11 +262,10 @@ class ApiGateway:
         environ: dict[str, Any],
         body: bytes | bytearray,
     ) -> dict[str, Any]:
-        headers: dict[str, str] = {}
-        for key, value in environ.items():
-            name = _header_name(key)
-            if name is not None and (value or key.startswith("HTTP_")):
-                headers[name] = value
+        headers = {_header_name(key): value for key, value in environ.items() if key[:5] == "HTTP_"}
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[_header_name(key)] = environ[key]
         # API Gateway says itself how the request reached it; so does this server. (Every
         # spelling of the client's header arrives here as this one name.)
         headers["X-Forwarded-Proto"] = environ.get("wsgi.url_scheme", "http")
@@ -317,14 +317,16 @@ class ApiGateway:
         header = event["headers"].get("Authorization")  # the one spelling ``_event`` gives it
         if not header:
             return self._unauthorized(), {}
-        self._forget_policies_if_users_changed()
+        users = self._forget_policies_if_users_changed()
         method_arn = self._method_arn(event["httpMethod"], event["path"])
         cache_key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
         now = self.clock()
         with self._lock:
             cached = self._policies.get(cache_key)
-        if cached is not None and now - cached[0] < self.auth_ttl:
-            policy = cached[1]
+        # Only a decision made under the users file as it is now: one made while the file was
+        # changing (stored after the change dropped the others) must not outlive the old file.
+        if cached is not None and cached[1] == users and now - cached[0] < self.auth_ttl:
+            policy = cached[2]
         else:
             auth_event = {
                 "type": "REQUEST",
@@ -349,9 +351,9 @@ class ApiGateway:
                 return (500, "authorizer configuration error\n", {}), {}
             with self._lock:
                 # Drop expired decisions so a long-running server does not keep every token seen.
-                for key in [k for k, (t, _) in self._policies.items() if now - t >= self.auth_ttl]:
+                for key in [k for k, (t, _, _) in self._policies.items() if now - t >= self.auth_ttl]:
                     del self._policies[key]
-                self._policies[cache_key] = (now, policy)
+                self._policies[cache_key] = (now, users, policy)
         if not _allows(policy, method_arn):
             return (403, "User is not authorized to access this resource with an explicit deny\n", {}), {}
         context = dict(policy.get("context") or {})
@@ -361,35 +363,42 @@ class ApiGateway:
     def _unauthorized(self) -> tuple[int, str, dict[str, str]]:
         return 401, "Unauthorized\n", {"WWW-Authenticate": f'Basic realm="{self.services.settings.realm}"'}
 
-    def _forget_policies_if_users_changed(self) -> None:
+    def _forget_policies_if_users_changed(self) -> object:
         """Unlike API Gateway, the local server can see the users file change: drop every cached
-        decision then, so a removed user or an old password is refused on the next request."""
+        decision then, so a removed user or an old password is refused on the next request.
+        Returns the users file's version, which a decision made now is tagged with."""
         try:
             version_of = getattr(self.services.authenticator.users, "version", None)
             version = version_of() if callable(version_of) else None
         except Exception:  # noqa: BLE001 - the authorizer reports a broken configuration itself (fail closed)
             version = None
-        with self._lock:
-            if version != self._users_seen:
-                self._policies.clear()
-                self._users_seen = version
+        if version != self._users_seen:
+            with self._lock:
+                if version != self._users_seen:
+                    self._policies.clear()
+                    self._users_seen = version
+        return version
 
     def _respond(
         self, result: dict[str, Any], method: str, start_response: StartResponse, environ: dict[str, Any]
     ) -> Iterable[bytes]:
         status = int(result.get("statusCode", 500))
-        headers: list[tuple[str, str]] = []
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            headers += [(name, str(v)) for v in values]
-        seen = {n.lower() for n, _ in headers}
-        headers += [(n, str(v)) for n, v in (result.get("headers") or {}).items() if n.lower() not in seen]
+        headers = [
+            (name, v if type(v) is str else str(v))
+            for name, values in (result.get("multiValueHeaders") or {}).items()
+            for v in values
+        ]
+        single = result.get("headers")
+        if single:
+            seen = {n.lower() for n, _ in headers}
+            headers += [(n, str(v)) for n, v in single.items() if n.lower() not in seen]
         body_field = result.get("body") or ""
         if result.get("isBase64Encoded"):
             body = self.bodies.decode(str(body_field))
         else:
             body = str(body_field).encode()
         if method == "HEAD":
-            if "content-length" not in seen | {n.lower() for n, _ in headers}:
+            if not any(n.lower() == "content-length" for n, _ in headers):
                 headers.append(("Content-Length", str(len(body))))
             body = b""
         start_response(_status_line(status), headers)
@@ -451,15 +460,10 @@ def _allows(policy: dict[str, Any], method_arn: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _header_name(key: str) -> str | None:
-    """The header name API Gateway would show for a WSGI environ key (``HTTP_USER_AGENT`` is
-    ``User-Agent``), or None for keys that are not headers; remembered, as the same few names
-    come with every request."""
-    if key.startswith("HTTP_"):
-        key = key[5:]
-    elif key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        return None
-    return "-".join(p.capitalize() for p in key.split("_"))
+def _header_name(key: str) -> str:
+    """The header name API Gateway would show for a WSGI environ key of a header
+    (``HTTP_USER_AGENT`` is ``User-Agent``); remembered, as the same few come with every request."""
+    return "-".join(p.capitalize() for p in key.removeprefix("HTTP_").split("_"))
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytearray | None:

@@ -25,7 +25,9 @@ class LocalServer:
     ``stop`` runs inside the server's own loop (through its trigger) and closes every socket,
     so the loop ends immediately instead of waiting out its select timeout. Idle and slow
     connections are dropped by ``ConnectionGuard`` before they can fill ``connection_limit``;
-    bodies larger than any route takes are refused by waitress before they are read."""
+    bodies larger than any route takes are refused by waitress before they are read. Its
+    channels are ``TaskFlushedChannel``s, which the loop does not poll in vain while their
+    task sends."""
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class LocalServer:
         from ghapt.local.connections import (
             CLEANUP_INTERVAL,
             ConnectionGuard,
+            TaskFlushedChannel,
             ThrottledLogger,
             quiet_waitress_warnings,
         )
@@ -67,6 +70,7 @@ class LocalServer:
             cleanup_interval=CLEANUP_INTERVAL,
             max_request_body_size=MAX_BODY,
         )
+        self._server.channel_class = TaskFlushedChannel
         dispatcher = self._server.task_dispatcher
         dispatcher.queue_logger = ThrottledLogger(dispatcher.queue_logger, limiter)
         self.guard = ConnectionGuard(self._server, self._map, channel_timeout)

@@ -79,3 +79,28 @@ def test_an_unknown_path_is_powertools_404() -> None:
         _event("/elsewhere"), None
     )
     assert result["statusCode"] == 404
+
+
+def test_a_powertools_without_the_internals_the_direct_call_uses_gets_its_own_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ghapt.aws.handlers
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+    through_powertools: list[str] = []
+    real = APIGatewayRestResolver._call_route
+
+    def spy(self: APIGatewayRestResolver, route: Any, arguments: dict[str, str]) -> Any:
+        through_powertools.append(self.current_event.path)
+        return real(self, route, arguments)
+
+    monkeypatch.setattr(APIGatewayRestResolver, "_call_route", spy)
+
+    def view(event: APIGatewayProxyEvent) -> Response[Any]:
+        return Response(200, "text/plain", f"{event.path}\n")
+
+    assert Routes("/dists/.+", ("GET",), view).resolve(_event("/dists/a"), None)["body"] == "/dists/a\n"
+    assert through_powertools == []  # the direct call
+    monkeypatch.setattr(ghapt.aws.handlers, "_DIRECT_CALL_NEEDS", ("_to_response", "_gone_in_a_release"))
+    assert Routes("/dists/.+", ("GET",), view).resolve(_event("/dists/b"), None)["body"] == "/dists/b\n"
+    assert through_powertools == ["/dists/b"]

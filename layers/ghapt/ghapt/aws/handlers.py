@@ -138,6 +138,16 @@ class _ResponseBuilder(ResponseBuilder):  # type: ignore[type-arg]
         return bool(check(route_compression, response_compression, event))
 
 
+_DIRECT_CALL_NEEDS = (
+    "_to_response",
+    "_call_exception_handler",
+    "_router_middlewares",
+    "_enable_validation",
+    "_debug",
+    "_serializer",
+)
+
+
 class _OwnEventResolver(APIGatewayRestResolver):
     """Powertools' REST resolver with the event it resolves kept on the instance.
 
@@ -150,6 +160,9 @@ class _OwnEventResolver(APIGatewayRestResolver):
     def __init__(self) -> None:
         super().__init__()
         self._response_builder_class = _ResponseBuilder
+        # The direct call below uses Powertools internals; a release without one of them
+        # (this is checked, not assumed) gets Powertools' own path for every route.
+        self._direct_calls = all(hasattr(self, name) for name in _DIRECT_CALL_NEEDS)
 
     @property  # type: ignore[override]
     def current_event(self) -> APIGatewayProxyEvent:
@@ -179,8 +192,9 @@ class _OwnEventResolver(APIGatewayRestResolver):
         handlers, as Powertools sends it; one no handler takes is re-raised, as it does. Any
         other route takes Powertools' own path."""
         if (
-            not getattr(route.func, "plain_view", False)
-            or route.middlewares
+            not self._direct_calls
+            or not getattr(route.func, "plain_view", False)
+            or getattr(route, "middlewares", True)
             or self._router_middlewares
             or self._enable_validation
             or self._debug

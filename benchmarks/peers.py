@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ghapt.deb import compression
+
 from .common import REPO_ROOT, Section, human_bytes, package_set, ratio, run_child, secs
 from .debs import fetch_debian_debs, small_pool
 
@@ -57,6 +59,8 @@ ARCH = "amd64"
 PER_FOLDER = 10  # .debs per release folder (tag)
 BIG_CACHE = REPO_ROOT / ".ghapt" / "bench"
 UID = "ghapt bench peers <bench@example.invalid>"
+# A cut comes at least SEGMENT_MIN bytes in, then about one per SEGMENT_SPREAD bytes.
+_SEGMENT_KIB = (compression.SEGMENT_MIN + compression.SEGMENT_SPREAD) // 1024
 
 TITLE = "5. Publishing against peers: a folder of .debs to a signed repository"
 
@@ -647,8 +651,9 @@ def _section(results: list[tuple[Workload, Result]], reps: int, started: float, 
                 )
                 for load, r in results
             )
-            + ". ghapt compresses Packages in segments of about 190 KiB (each an xz block, a deflate "
-            "run ended by a full flush) so that a rebuild compresses again only the segments that changed.",
+            + f". ghapt compresses Packages in segments of about {_SEGMENT_KIB} KiB (each an xz block, a "
+            "deflate run ended by a full flush) so that a rebuild compresses again only the segments "
+            "that changed.",
             "Untimed: warming apt-ftparchive's `--db` cache on the first cold run's packages took "
             + ", ".join(f"{r.base_seconds:.1f} s ({load.label})" for load, r in results)
             + ".",

@@ -34,8 +34,8 @@ from typing import Any
 
 # Cuts: at least MIN bytes per segment, then a cut before a new package name with a probability
 # that grows with the stanza's size (about one per SPREAD bytes), and always at MAX.
-SEGMENT_MIN = 64 * 1024
-SEGMENT_SPREAD = 128 * 1024
+SEGMENT_MIN = 32 * 1024
+SEGMENT_SPREAD = 64 * 1024
 SEGMENT_MAX = 1024 * 1024
 XZ_PRESET = 6
 _DICT_SIZE = SEGMENT_MAX  # a segment never needs a larger LZMA2 dictionary

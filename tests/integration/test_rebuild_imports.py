@@ -23,6 +23,7 @@ NOT_FOR_A_REBUILD = (
     "ghapt.local.signedurls",  # the local server's asset URLs
     "ghapt.serving",
     "tarfile",
+    "shutil",  # argparse's help formatter asks it for the terminal width; ours asks os
 )
 
 

@@ -124,3 +124,21 @@ def test_one_command_loads_only_its_own_module_and_parses_as_the_whole_parser_do
     assert "ghapt.cli.rebuild" in loaded
     for other in ("ghapt.cli.doctor", "ghapt.cli.serve", "ghapt.cli.demo", "requests", "waitress"):
         assert f"'{other}" not in loaded, loaded
+
+
+@pytest.mark.parametrize("columns", ["60", "100", "200"])
+def test_the_help_is_what_argparse_formats_at_the_same_width(
+    monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    """The CLI's formatter only spares argparse its shutil import: the help text is argparse's own."""
+    import argparse
+
+    import ghapt.cli.main
+
+    monkeypatch.setenv("COLUMNS", columns)
+    ours = build_parser()
+    monkeypatch.setattr(ghapt.cli.main, "_Formatter", argparse.HelpFormatter)
+    theirs = build_parser()
+    assert ours.format_help() == theirs.format_help()
+    for name, sub in _subparsers(ours)[0].choices.items():
+        assert sub.format_help() == _subparsers(theirs)[0].choices[name].format_help(), name

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ghapt.bootstrap import Services
@@ -16,6 +17,7 @@ from ghapt.core.layout import POOL_FILE
 from ghapt.core.model import Asset, DebInfo
 from ghapt.core.ports import ReleaseSource
 from ghapt.core.settings import Settings
+from ghapt.deb import control
 from ghapt.indexer import Indexer
 from ghapt.local.gitstore import LocalGitStore
 
@@ -300,7 +302,7 @@ def test_an_incremental_rebuild_writes_what_a_cold_one_writes_encoding_only_what
         return real(asset, deb)
 
     rendered: list[str] = []
-    real_render = ghapt.deb.dists.render_stanza
+    real_render = control.render_stanza
 
     def rendering(deb: DebInfo, filename: str) -> bytes:
         rendered.append(filename)
@@ -361,7 +363,7 @@ def test_a_head_whose_stanzas_cannot_be_trusted_is_rendered_again(
     store.commit_files(first.commit, change, "damage")
     build_deb(releases / "v3", "extra", "3.0-1", "amd64")
     rendered: list[str] = []
-    real_render = ghapt.deb.dists.render_stanza
+    real_render = control.render_stanza
 
     def rendering(deb: DebInfo, filename: str) -> bytes:
         rendered.append(filename)
@@ -381,3 +383,45 @@ def test_a_head_whose_stanzas_cannot_be_trusted_is_rendered_again(
     assert store.read_file(result.commit or "", packages) == _store(cold).read_file(
         cold_result.commit or "", packages
     )
+
+
+def test_the_changed_blobs_are_written_while_the_index_is_signed_and_a_failure_commits_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    releases, services, source, indexer = env
+    first = indexer.rebuild()
+    store = _store(services)
+    build_deb(releases / "v3", "extra", "3.0-1", "amd64")
+    staged: list[bytes] = []
+    real_stage = LocalGitStore.stage_blob
+
+    def staging(self: LocalGitStore, data: bytes) -> str:
+        staged.append(data)
+        return real_stage(self, data)
+
+    ahead: list[bytes] = []
+    real_commit = LocalGitStore.commit_files
+
+    def committing(self: LocalGitStore, *args: Any, **kwargs: Any) -> str:
+        ahead.extend(staged)  # what was written before the commit began
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalGitStore, "stage_blob", staging)
+    monkeypatch.setattr(LocalGitStore, "commit_files", committing)
+    indexer = Indexer(source, store, services.signer, services.settings, clock=lambda: NOW)
+    result = indexer.rebuild()
+    packages = store.read_file(result.commit or "", "dists/stable/main/binary-amd64/Packages")
+    assert packages is not None and b"Package: extra\n" in packages
+    assert packages in ahead  # written ahead, while signing, before the commit named it
+    assert not any(b"BEGIN PGP SIGNATURE" in data for data in ahead)  # the signatures come after
+
+    build_deb(releases / "v4", "more", "4.0-1", "amd64")
+
+    def failing(self: LocalGitStore, data: bytes) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LocalGitStore, "stage_blob", failing)
+    indexer = Indexer(source, store, services.signer, services.settings, clock=lambda: NOW)
+    with pytest.raises(OSError, match="No space left"):
+        indexer.rebuild()
+    assert store.head() == result.commit != first.commit  # the published index stays whole

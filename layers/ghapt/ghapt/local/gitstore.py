@@ -290,6 +290,11 @@ class LocalGitStore:
             raise StaleHead(f"branch {self.branch} moved while rebuilding: {proc.stderr.decode().strip()}")
         return commit
 
+    def stage_blob(self, data: bytes) -> str:
+        """Write one blob ahead of the commit that will name it (safe from any thread: objects
+        are content-addressed and written whole); its object id."""
+        return self.objects.write(b"blob", data, git_blob_id(data))
+
     def _store_blobs(self, contents: Iterable[bytes | None]) -> dict[int, str]:
         """Every distinct blob written as a loose object: ``id(bytes)`` -> object id.
 
@@ -297,9 +302,7 @@ class LocalGitStore:
         (Packages, the asset record, the page) and their by-hash copies (the same bytes)."""
         distinct = list({id(d): d for d in contents if d is not None}.values())
 
-        def store(data: bytes) -> str:
-            return self.objects.write(b"blob", data, git_blob_id(data))
-
+        store = self.stage_blob
         if len(distinct) < 2:
             return {id(d): store(d) for d in distinct}
         with ThreadPoolExecutor(

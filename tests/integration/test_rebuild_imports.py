@@ -24,6 +24,7 @@ NOT_FOR_A_REBUILD = (
     "ghapt.serving",
     "tarfile",
     "shutil",  # argparse's help formatter asks it for the terminal width; ours asks os
+    "subprocess",  # git, only for repositories whose refs git must move
 )
 
 

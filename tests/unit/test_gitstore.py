@@ -182,9 +182,7 @@ def test_a_commit_writes_only_the_objects_it_adds(repo: Path) -> None:
         assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), "objects are read-only, as git's"
 
 
-def test_an_incremental_rebuild_starts_one_git_process_to_move_the_branch(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_incremental_rebuild_starts_no_git_process(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = LocalGitStore(repo, BRANCH)
     store.commit_files(None, BASE, "base")
     started: list[list[str]] = []
@@ -205,8 +203,10 @@ def test_an_incremental_rebuild_starts_one_git_process_to_move_the_branch(
     assert reader.read_file(head, "ghapt/missing.json") is None
     reader.commit_time(head)
     commit = reader.commit_files(head, CHANGES, "change")
-    assert [args[3:4] for args in started] == [["update-ref"]]
+    assert started == []  # the branch moves by git's own lock-file protocol, from Python
     assert reader.head() == commit
+    assert _git(repo, "rev-parse", f"refs/heads/{BRANCH}").decode().strip() == commit
+    assert not (repo / "refs" / "heads" / f"{BRANCH}.lock").exists()
 
 
 def test_a_packed_repository_is_read_and_extended_through_git(repo: Path, tmp_path: Path) -> None:
@@ -375,3 +375,41 @@ def test_a_corrupt_loose_object_is_an_error_not_content(repo: Path) -> None:
     path.write_bytes(b"not zlib")
     with pytest.raises(GhaptError):
         LocalGitStore(repo, BRANCH).read_file(commit, "f")
+
+
+def test_a_branch_locked_by_another_writer_is_stale_and_its_lock_is_left_alone(repo: Path) -> None:
+    store = LocalGitStore(repo, BRANCH)
+    base = store.commit_files(None, BASE, "base")
+    lock = repo / "refs" / "heads" / f"{BRANCH}.lock"
+    lock.write_text("another writer\n")  # what git holds while it moves the branch
+    with pytest.raises(StaleHead):
+        store.commit_files(base, CHANGES, "blocked")
+    assert lock.read_text() == "another writer\n"
+    assert store.head() == base
+    lock.unlink()
+    assert store.commit_files(base, CHANGES, "free again") == store.head() != base
+
+
+@pytest.mark.parametrize("setup", ["reflog", "hook"])
+def test_a_repository_that_asks_git_for_more_gets_git_to_move_the_branch(
+    repo: Path, tmp_path: Path, setup: str
+) -> None:
+    """A kept reflog and a reference-transaction hook are git's to honour: git moves the branch."""
+    store = LocalGitStore(repo, BRANCH)
+    base = store.commit_files(None, BASE, "base")
+    ran = tmp_path / "hook-ran"
+    if setup == "reflog":
+        _git(repo, "config", "core.logAllRefUpdates", "always")
+    else:
+        hook = repo / "hooks" / "reference-transaction"
+        hook.write_text(f'#!/bin/sh\necho "$1" >> {ran}\ncat >/dev/null\n')
+        hook.chmod(0o755)
+    commit = store.commit_files(base, CHANGES, "through git")
+    assert _git(repo, "rev-parse", f"refs/heads/{BRANCH}").decode().strip() == commit
+    if setup == "reflog":
+        log = _git(repo, "reflog", "show", "--format=%H %gs", f"refs/heads/{BRANCH}").decode()
+        assert f"{commit} ghapt rebuild" in log
+    else:
+        assert "committed" in ran.read_text()
+    with pytest.raises(StaleHead):
+        store.commit_files(base, {"f": b"late"}, "stale through git")

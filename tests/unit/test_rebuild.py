@@ -321,6 +321,10 @@ def test_an_incremental_rebuild_writes_what_a_cold_one_writes_encoding_only_what
     # The new asset is encoded, and the ones left out (they are few); every other entry is copied.
     assert set(encoded) == {"extra_3.0-1_amd64.deb"} | left_out
 
+    # A cold rebuild of the same releases, signing with the same key (the record names it).
+    (tmp_path / "cold").mkdir()
+    for key_file in (services.settings.state_dir or tmp_path).glob("signing-key.*"):
+        shutil.copy2(key_file, tmp_path / "cold" / key_file.name)
     cold = Services(
         Settings.from_env(
             {}, releases_dir=releases, state_dir=tmp_path / "cold", architectures="amd64 arm64"

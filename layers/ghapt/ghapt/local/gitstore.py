@@ -11,14 +11,14 @@ and whatever is not a loose object (after ``git gc`` packs the repository) is re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from ghapt.core.errors import GhaptError, StaleHead
 from ghapt.core.layout import check_path, git_blob_id
@@ -34,6 +34,9 @@ from ghapt.local.gitobjects import (
     parse_commit,
     parse_tree,
 )
+
+if TYPE_CHECKING:
+    import subprocess
 
 _ZERO = "0" * 40
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -285,10 +288,69 @@ class LocalGitStore:
             when = max(when, info.committer_time + 1)
         body = encode_commit(tree, (base,) if base else (), _IDENT, when, message)
         commit = self.objects.write(b"commit", body)
-        proc = self._run("update-ref", "-m", "ghapt rebuild", self.ref, commit, base or _ZERO, check=False)
-        if proc.returncode != 0:
-            raise StaleHead(f"branch {self.branch} moved while rebuilding: {proc.stderr.decode().strip()}")
+        swapped = self._swap_ref(base, commit)
+        if swapped is None:  # a repository whose refs git must move (see _swap_ref)
+            old = base or _ZERO
+            proc = self._run("update-ref", "-m", "ghapt rebuild", self.ref, commit, old, check=False)
+            swapped = proc.returncode == 0
+            why = proc.stderr.decode().strip()
+        else:
+            why = f"it is no longer {base or 'absent'}"
+        if not swapped:
+            raise StaleHead(f"branch {self.branch} moved while rebuilding: {why}")
         return commit
+
+    def _swap_ref(self, expected: str | None, new: str) -> bool | None:
+        """Move the branch from ``expected`` (None: absent) to ``new`` as ``git update-ref NEW OLD``
+        does in a files-backend repository, without starting git: take ``<ref>.lock`` (created
+        exclusively; git and every other writer respect it), check the current value under it,
+        write the new one and rename it into place. False when the branch moved or another
+        writer holds the lock (the caller rebuilds on the new head, as after git's refusal).
+
+        None, and git does it, wherever git would do more: a reftable repository, a reflog kept
+        for the branch (or ``core.logAllRefUpdates`` set), a ``reference-transaction`` hook (or
+        ``core.hooksPath`` set), or a branch that is not a plain loose or packed ref."""
+        if self._refs_need_git():
+            return None
+        lock = self._loose_ref + ".lock"
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # no refs/heads folder: unusual, let git create what it needs
+        try:
+            try:
+                with open(self._loose_ref, encoding="ascii", errors="replace") as fh:
+                    current: str | None = fh.read().strip()
+            except FileNotFoundError:
+                current = self._packed_head()
+            if current is not None and not _COMMIT_RE.match(current):
+                return None  # a symbolic ref
+            if current != expected:
+                return False
+            os.write(fd, new.encode() + b"\n")
+            os.close(fd)
+            fd = -1
+            os.rename(lock, self._loose_ref)
+            return True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)  # still there unless renamed into place
+
+    def _refs_need_git(self) -> bool:
+        repo = self.repo
+        if (repo / "reftable").exists() or (repo / "logs" / self.ref).exists():
+            return True
+        if (repo / "hooks" / "reference-transaction").exists():
+            return True
+        try:
+            config = (repo / "config").read_bytes().lower()
+        except FileNotFoundError:
+            return False
+        return any(key in config for key in (b"logallrefupdates", b"hookspath", b"refstorage"))
 
     def stage_blob(self, data: bytes) -> str:
         """Write one blob ahead of the commit that will name it (safe from any thread: objects
@@ -319,6 +381,8 @@ class LocalGitStore:
         check: bool = True,
         cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
+        import subprocess  # a rebuild of a plain repository starts no git process
+
         full_env = {**os.environ, **_IDENTITY, **(env or {})}
         cmd = ["git", *([] if cwd else ["--git-dir", str(self.repo)]), *args]
         proc = subprocess.run(cmd, input=input, capture_output=True, env=full_env, cwd=cwd, check=False)

@@ -176,6 +176,10 @@ class LooseObjects:
                 os.unlink(temp)
         return oid
 
+    def has(self, oid: str) -> bool:
+        """Whether the object is loose here (its time bumped, as ``write`` would)."""
+        return self._freshen(self._path(oid))
+
     @staticmethod
     def _freshen(path: str) -> bool:
         """True when the object is already loose; its time is bumped, as git does, so a

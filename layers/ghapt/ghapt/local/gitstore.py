@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import subprocess
 
 _ZERO = "0" * 40
+_PARALLEL_BLOB = 64 * 1024  # blobs at least this large are worth a thread of their own
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _OBJECT_FORMAT_RE = re.compile(rb"^\s*objectformat\s*=\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 _IDENT = b"ghapt <ghapt@localhost>"
@@ -360,17 +361,20 @@ class LocalGitStore:
     def _store_blobs(self, contents: Iterable[bytes | None]) -> dict[int, str]:
         """Every distinct blob written as a loose object: ``id(bytes)`` -> object id.
 
-        Several at once: zlib and SHA-1 free the GIL, and a commit carries a few large files
-        (Packages, the asset record, the page) and their by-hash copies (the same bytes)."""
+        Those not written yet (``stage_blob``), when several are large, on several threads:
+        zlib and SHA-1 free the GIL, and a commit carries a few large files (Packages, the
+        asset record, the page) and their by-hash copies (the same bytes)."""
         distinct = list({id(d): d for d in contents if d is not None}.values())
-
-        store = self.stage_blob
-        if len(distinct) < 2:
-            return {id(d): store(d) for d in distinct}
-        with ThreadPoolExecutor(
-            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ghapt-blobs"
-        ) as pool:
-            return {id(d): oid for d, oid in zip(distinct, pool.map(store, distinct), strict=True)}
+        ids = {id(d): git_blob_id(d) for d in distinct}
+        missing = [d for d in distinct if not self.objects.has(ids[id(d)])]
+        if sum(len(d) >= _PARALLEL_BLOB for d in missing) < 2:
+            for data in missing:
+                self.objects.write(b"blob", data, ids[id(data)])
+            return ids
+        workers = min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ghapt-blobs") as pool:
+            list(pool.map(lambda d: self.objects.write(b"blob", d, ids[id(d)]), missing))
+        return ids
 
     # --- plumbing ---------------------------------------------------------------------------
     def _run(

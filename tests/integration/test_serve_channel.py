@@ -126,3 +126,42 @@ def test_every_connection_of_the_server_gets_a_task_flushed_channel() -> None:
     finally:
         server.stop()
         thread.join(timeout=10)
+
+
+def test_a_small_response_leaves_in_one_send_and_a_large_one_whole() -> None:
+    """Headers and a small body go out together once the task ends (one send, one segment);
+    a body past ``runtime.COALESCE_BYTES`` is sent by the task as it is written. Both arrive whole,
+    also pipelined on one kept-alive connection."""
+    big = bytes(range(256)) * 256  # 64 KiB: past what a task leaves to the loop
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = big if environ["PATH_INFO"] == "/big" else b"small body"
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    sends: list[bytes] = []
+    real_send = TaskFlushedChannel.send
+
+    def recording(self: TaskFlushedChannel, data: bytes, *args: Any, **kwargs: Any) -> int:
+        sends.append(bytes(data))
+        return int(real_send(self, data, *args, **kwargs))
+
+    server, thread = _serving(app)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(TaskFlushedChannel, "send", recording)
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+                sock.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+                head, body, _ = _read_response(sock)
+                assert head.startswith(b"HTTP/1.1 200 ") and body == b"small body"
+                assert len(sends) == 1 and sends[0].startswith(b"HTTP/1.1 200 ")
+                assert sends[0].endswith(b"\r\n\r\nsmall body")
+                request = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n"
+                sock.sendall(request)
+                head, body, rest = _read_response(sock)
+                assert head.startswith(b"HTTP/1.1 200 ") and body == big
+                head, body, _ = _read_response(sock, rest)
+                assert head.startswith(b"HTTP/1.1 200 ") and body == b"small body"
+    finally:
+        server.stop()
+        thread.join(timeout=10)

@@ -109,8 +109,9 @@ class ConnectionGuard:
 class TaskFlushedChannel(HTTPChannel):  # type: ignore[misc]
     """waitress's channel, left out of the loop's write polling while a task of its own runs.
 
-    A task thread sends its response itself as it writes it (waitress's ``send_bytes`` is 1),
-    holding the channel's output lock meanwhile. waitress's loop counts a channel as writable
+    A task thread sends its response itself once its output passes waitress's ``send_bytes``
+    (``runtime.COALESCE_BYTES``; smaller output is left for the loop), holding the channel's
+    output lock meanwhile. waitress's loop counts a channel as writable
     whenever output is pending: while a task is in the middle of a send (the GIL released),
     select says the socket is writable, the loop fails to take the output lock and goes round
     again, taking the GIL back from the sending thread each time; measured under ``ab -c 25``,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ghapt.bootstrap import Services
 
 LISTEN_BACKLOG = 1024  # waitress's own default
+COALESCE_BYTES = 16 * 1024  # output a task leaves to the loop, sent whole when the task ends
 
 
 class LocalServer:
@@ -71,6 +72,12 @@ class LocalServer:
             max_request_body_size=MAX_BODY,
         )
         self._server.channel_class = TaskFlushedChannel
+        # A response smaller than this (headers and body) leaves in one send, from the loop once
+        # its task has ended, rather than its headers in one and its body in another as soon as
+        # each is written: one system call and one TCP segment fewer per request (InRelease:
+        # about a fifth more requests a second). Set on the adjustments, not passed to
+        # create_server, where the option is deprecated: without it, waitress sends as written.
+        self._server.adj.send_bytes = COALESCE_BYTES
         dispatcher = self._server.task_dispatcher
         dispatcher.queue_logger = ThrottledLogger(dispatcher.queue_logger, limiter)
         self.guard = ConnectionGuard(self._server, self._map, channel_timeout)

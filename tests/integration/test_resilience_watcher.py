@@ -56,7 +56,7 @@ def running(tmp_path: Path) -> Iterator[tuple[LocalRuntime, VanishingSource, str
     )
     settings = Settings.from_env({}, releases_dir=rel, state_dir=state, port=0, poll_seconds=0.05)
     services = Services(settings, {})
-    source = VanishingSource(rel, settings.suite, services.asset_urls)
+    source = VanishingSource(rel, settings.suite, lambda: services.asset_urls)
     services.__dict__["source"] = source  # a cached_property: install it before first use
     runtime = LocalRuntime(services)
     reports: list[str] = []

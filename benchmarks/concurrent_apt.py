@@ -175,7 +175,8 @@ def run(clients: int = 50, log: Callable[[str], None] = print) -> Section:
         title=f"{clients} concurrent apt clients while rebuilds commit every second",
         intro=[
             f"{clients} real `apt-get update` + `apt-get download`, each under its own root, at once "
-            f"against `ghapt serve` (its default: one serving process per CPU, 8 threads each, and "
+            f"against `ghapt serve` (its default: one serving process per CPU, 8 threads split between "
+            f"them, and "
             f"the folder watcher's process); a new release folder every second made "
             f"{commits[0]} new releases to rebuild during the run. Server RSS: all its processes."
         ],

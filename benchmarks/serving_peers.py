@@ -1,7 +1,7 @@
 """Benchmark 6: serving against nginx — `ghapt serve` beside nginx serving the same files statically.
 
 One state is built with ``ghapt rebuild`` from the same Debian .debs as the publish comparison;
-``ghapt serve`` serves it (its default: one process per CPU, each waitress with 8 threads) and
+``ghapt serve`` serves it (its default: one process per CPU, 8 waitress threads split between them) and
 nginx serves a checkout of the very same ``apt-metadata`` commit (``git archive | tar -x``) with
 ``auth_basic`` (an ``htpasswd -bc`` file). Both listen on 127.0.0.1, on the machine that runs the load:
 ``ab -k -c 50 -n 4000`` with Basic credentials, per URL, interleaved (ghapt, nginx, nginx with
@@ -325,7 +325,8 @@ def _section(
         title=TITLE,
         intro=[
             f"A repository of {label} built with `ghapt rebuild`. **ghapt**: `ghapt serve` (its default "
-            f"`GHAPT_WORKERS`: one process per CPU, {workers} here, each waitress with 8 threads, sharing "
+            f"`GHAPT_WORKERS`: one process per CPU, {workers} here, with `GHAPT_THREADS` 8 split between "
+            f"them ({max(2, -(-8 // (workers or 1)))} waitress threads each), sharing "
             "the port, beside the folder watcher's process; in each, the local API Gateway stand-in: "
             "authorizer, then the metadata route's Lambda handler over the cached branch). **nginx**: "
             "a `git archive` checkout of the same "

@@ -164,16 +164,18 @@ def test_a_port_in_use_is_a_configuration_error_with_workers(tmp_path: Path) -> 
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
-def test_serving_processes_split_the_connection_limit(tmp_path: Path) -> None:
+def test_serving_processes_split_the_connection_limit_and_the_threads(tmp_path: Path) -> None:
     releases, state = _world(tmp_path)
     settings = Settings.from_env({}, releases_dir=releases, state_dir=state, port=0)
-    limits = []
-    for share, limit in ((1, 500), (3, 500), (8, 4)):
-        runtime = LocalRuntime(Services(replace(settings, connection_limit=limit), {}))
+    limits, threads = [], []
+    for share, limit, total in ((1, 500, 8), (2, 500, 8), (3, 500, 8), (8, 4, 8), (2, 500, 1)):
+        runtime = LocalRuntime(Services(replace(settings, connection_limit=limit, threads=total), {}))
         server = runtime.make_server(share=share)
         limits.append(server.guard.limit)
+        threads.append(server.guard.server.adj.threads)
         server.stop()
-    assert limits == [500, 167, 4]  # never below 4: waitress counts its own two sockets in it
+    assert limits == [500, 250, 167, 4, 250]  # never below 4: waitress counts its own two sockets in it
+    assert threads == [8, 4, 3, 2, 2]  # never below 2 a process
 
 
 def _connections(pid: int, port: int) -> int:

@@ -76,7 +76,11 @@ class Settings:
         "Public base URL of the server, when behind a proxy (default: the listen address; never the "
         "request's Host).",
     )
-    threads: int = _env("GHAPT_THREADS", 8, "`ghapt serve`: threads answering requests, in each process.")
+    threads: int = _env(
+        "GHAPT_THREADS",
+        8,
+        "`ghapt serve`: threads answering requests (split between its processes, 2 each at least).",
+    )
     workers: int = _env(
         "GHAPT_WORKERS",
         0,

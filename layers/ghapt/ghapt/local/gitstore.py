@@ -2,11 +2,12 @@
 
 It mirrors what the GitHub store does through the Git Data API: write blobs, build a tree
 on the base tree, make one commit, and move the branch only if it still points at the base
-(``git update-ref NEW OLD`` is a compare-and-swap), so every rebuild is one atomic commit.
+(a compare-and-swap, as ``git update-ref NEW OLD``), so every rebuild is one atomic commit.
 
 Objects are read and written in Python (``gitobjects``): a ``git`` process per step cost more
-than the rest of an incremental rebuild. The branch still moves only through ``git update-ref``,
-and whatever is not a loose object (after ``git gc`` packs the repository) is read by git.
+than the rest of an incremental rebuild. The branch moves by git's own lock-file protocol
+(``_swap_ref``), or through ``git update-ref`` where git would do more (reflogs, hooks,
+reftable); whatever is not a loose object (after ``git gc`` packs the repository) is read by git.
 """
 
 from __future__ import annotations

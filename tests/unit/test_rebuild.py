@@ -280,6 +280,21 @@ def test_dry_run_commits_nothing(env: Env) -> None:
     assert _store(services).head() is None
 
 
+def _rendered_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The pool path of every stanza rendered from now on (the others are copied)."""
+    import ghapt.deb.dists
+
+    rendered: list[str] = []
+    real_render = control.render_stanza
+
+    def rendering(deb: DebInfo, filename: str) -> bytes:
+        rendered.append(filename)
+        return real_render(deb, filename)
+
+    monkeypatch.setattr(ghapt.deb.dists, "render_stanza", rendering)
+    return rendered
+
+
 def test_an_incremental_rebuild_writes_what_a_cold_one_writes_encoding_only_what_changed(
     env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -301,15 +316,8 @@ def test_an_incremental_rebuild_writes_what_a_cold_one_writes_encoding_only_what
         encoded.append(asset.name)
         return real(asset, deb)
 
-    rendered: list[str] = []
-    real_render = control.render_stanza
-
-    def rendering(deb: DebInfo, filename: str) -> bytes:
-        rendered.append(filename)
-        return real_render(deb, filename)
-
+    rendered = _rendered_paths(monkeypatch)
     monkeypatch.setattr(ghapt.indexer, "_deb_record", counting)
-    monkeypatch.setattr(ghapt.deb.dists, "render_stanza", rendering)
     result = indexer.rebuild()
     # Only the new .deb's stanza is rendered; the others are the head's Packages' own.
     assert rendered == ["pool/main/e/extra/extra_3.0-1_amd64.deb"]
@@ -350,7 +358,6 @@ def test_a_head_whose_stanzas_cannot_be_trusted_is_rendered_again(
 ) -> None:
     """A stanza that does not name its .deb's size and SHA256, or a record of another stanza
     format, is rendered again: the result is still what a cold rebuild writes."""
-    import ghapt.deb.dists
     from ghapt.core.layout import ASSETS_FILE
 
     releases, services, source, indexer = env
@@ -366,14 +373,7 @@ def test_a_head_whose_stanzas_cannot_be_trusted_is_rendered_again(
         change = {ASSETS_FILE: json.dumps({**record, "stanza_format": -1}).encode()}
     store.commit_files(first.commit, change, "damage")
     build_deb(releases / "v3", "extra", "3.0-1", "amd64")
-    rendered: list[str] = []
-    real_render = control.render_stanza
-
-    def rendering(deb: DebInfo, filename: str) -> bytes:
-        rendered.append(filename)
-        return real_render(deb, filename)
-
-    monkeypatch.setattr(ghapt.deb.dists, "render_stanza", rendering)
+    rendered = _rendered_paths(monkeypatch)
     indexer = Indexer(source, store, services.signer, services.settings, clock=lambda: NOW)
     result = indexer.rebuild()
     assert len(rendered) >= (2 if damage == "stanza" else 4)  # the damaged one (or all) and the new one

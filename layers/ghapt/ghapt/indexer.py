@@ -134,6 +134,32 @@ class _Plan:
     failure: GhaptError | None = None  # raised after the partial index is published
 
 
+class _Ahead:
+    """Blobs handed to the store's ``stage_blob`` (the local git store's; other stores have none)
+    as soon as a rebuild makes them, on ``pool``'s threads (zlib and SHA-1 free the GIL), so the
+    commit finds them written. Unchanged files are objects already (only their time is bumped);
+    a refused or failed rebuild leaves its new ones unreachable, for ``git gc`` to prune."""
+
+    def __init__(self, pool: Executor | None, stage: Callable[[bytes], object] | None) -> None:
+        self._pool = pool if stage is not None else None
+        self._stage = stage
+        self._futures: list[Future[object]] = []
+        self._sent: set[int] = set()  # ids of bytes this rebuild holds: the same copy once
+
+    def put(self, contents: Iterable[bytes]) -> None:
+        if self._pool is None or self._stage is None:
+            return
+        for data in contents:
+            if id(data) not in self._sent:
+                self._sent.add(id(data))
+                self._futures.append(self._pool.submit(self._stage, data))
+
+    def wait(self) -> None:
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+
+
 class Indexer:
     """Rebuilds the index of ``source`` into ``store``, signed by ``signer``."""
 
@@ -173,22 +199,27 @@ class Indexer:
         When the budget runs out the index of what was read so far is committed and the result
         says how many assets are left (``remaining``); run again to continue."""
         deadline = None if time_budget is None else self.monotonic() + time_budget
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                plan = self._plan(deadline=deadline, progress=progress, rekey=rekey)
-                if plan.failure is not None and plan.result.read == 0:
-                    raise plan.failure  # nothing new to keep
-                result = self._publish(plan, dry_run=dry_run)
-            except StaleHead as exc:
-                log.info("metadata branch moved, rebuilding on the new head", extra={"reason": str(exc)})
-                continue
-            result.attempts = attempt
-            if plan.failure is not None:  # what was read is published; now report the failure
-                raise plan.failure
-            return result
+        stage: Callable[[bytes], object] | None = None if dry_run else getattr(self.store, "stage_blob", None)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ghapt-stage") as pool:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                ahead = _Ahead(pool, stage)
+                try:
+                    plan = self._plan(deadline=deadline, progress=progress, rekey=rekey, ahead=ahead)
+                    if plan.failure is not None and plan.result.read == 0:
+                        raise plan.failure  # nothing new to keep
+                    result = self._publish(plan, dry_run=dry_run, ahead=ahead)
+                except StaleHead as exc:
+                    log.info("metadata branch moved, rebuilding on the new head", extra={"reason": str(exc)})
+                    continue
+                result.attempts = attempt
+                if plan.failure is not None:  # what was read is published; now report the failure
+                    raise plan.failure
+                return result
         raise StaleHead(f"the metadata branch kept moving; gave up after {MAX_ATTEMPTS} attempts")
 
-    def _plan(self, *, deadline: float | None, progress: Progress | None, rekey: bool) -> _Plan:
+    def _plan(
+        self, *, deadline: float | None, progress: Progress | None, rekey: bool, ahead: _Ahead | None = None
+    ) -> _Plan:
         """Read what is new (until ``deadline``), select, and render the unsigned index."""
         head = self.store.head()
         head_files = self.store.list_files(head) if head else {}
@@ -247,11 +278,15 @@ class Indexer:
                 POOL_FILE: _dump_json(_pool_manifest(suites), levels=1),
                 **page_files(suites, self.settings, self.signer.fingerprint),
             }
+            ahead = ahead or _Ahead(None, None)
+            ahead.put(extra.values())
             files = pending.finish()
+            ahead.put(files.values())
         self._segments = {k: v for k, v in compressor.cache.memory.items() if k in compressor.used}
         files[SEGMENTS_FILE] = _dump_json(compressor.tables, levels=1)
         files[ASSETS_FILE] = _dump_json(self._record(entries, files))
         files[SUITES_FILE] = _dump_json(suites_listing(routing, files))
+        ahead.put([files[SEGMENTS_FILE], files[ASSETS_FILE], files[SUITES_FILE]])
         files.update(extra)
 
         old_keys = {
@@ -276,7 +311,7 @@ class Indexer:
         result.refused = mass_removal(known, [a.key for a in assets], result.removed, self.settings)
         return _Plan(head, head_files, files, suites, result, reading.failure)
 
-    def _publish(self, plan: _Plan, *, dry_run: bool) -> RebuildResult:
+    def _publish(self, plan: _Plan, *, dry_run: bool, ahead: _Ahead | None = None) -> RebuildResult:
         """Sign, keep older by-hash generations, and commit on top of the planned head (or not at all)."""
         head, head_files, files, result = plan.head, plan.head_files, plan.files, plan.result
         stable = {p: d for p, d in files.items() if not _is_release(p)}
@@ -303,19 +338,13 @@ class Indexer:
         if result.refused and not dry_run:
             raise MassRemovalRefused(result.refused, result)
 
-        # A store that can write blobs ahead (the local git store) writes the changed files'
-        # while this thread signs (zlib and SHA-1 free the GIL); the commit then finds them.
-        stage: Callable[[bytes], object] | None = None if dry_run else getattr(self.store, "stage_blob", None)
-        ahead = {id(d): d for p, d in stable.items() if head_files.get(p) != ids[p]} if stage else {}
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ghapt-stage") as pool:
-            staged = [pool.submit(stage, d) for d in ahead.values()] if stage else []
-            # Sign, keep older by-hash generations, and delete what no generation needs any more.
-            for release_path in [p for p in files if p.endswith("/Release")]:
-                text = files[release_path]
-                files[release_path[: -len("Release")] + "InRelease"] = self.signer.clearsign(text)
-                files[release_path + ".gpg"] = self.signer.detach_sign(text)
-            for future in staged:
-                future.result()  # a failure to write is the commit's failure, raised here
+        # Sign, keep older by-hash generations, and delete what no generation needs any more.
+        for release_path in [p for p in files if p.endswith("/Release")]:
+            text = files[release_path]
+            files[release_path[: -len("Release")] + "InRelease"] = self.signer.clearsign(text)
+            files[release_path + ".gpg"] = self.signer.detach_sign(text)
+        if ahead is not None and not dry_run:
+            ahead.wait()  # a failure to write the blobs is the commit's failure, raised here
         generations = _load_json(self.store, head, GENERATIONS_FILE) if GENERATIONS_FILE in head_files else {}
         old_gens: list[list[str]] = generations.get("generations", [])
         current = sorted(byhash_paths(files))

@@ -112,3 +112,29 @@ print(json.dumps([len(made), r.read, r.packages, [[s.asset.name, s.reason] for s
     ]
     for part in ("assets", "bad", "lost"):  # the signing keys differ: one per state folder
         assert records[0][part] == records[1][part], part
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="worker processes need two CPUs")
+@pytest.mark.parametrize("tasks_per_cpu", [1, 1000])  # several assets a task, and one a task
+def test_a_broken_deb_read_in_a_worker_process_is_reported_once(tmp_path: Path, tasks_per_cpu: int) -> None:
+    """The parent logs what its workers skipped, however many assets a task reads (with many
+    CPUs or few reads a task reads one, and still nobody else logs it)."""
+    releases = _folder(tmp_path)
+    script = f"""
+import logging, sys
+import ghapt.indexer
+from ghapt.bootstrap import Services
+from ghapt.core.settings import Settings
+logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="LOG %(message)s")
+ghapt.indexer.PROCESS_READS_MIN = 2
+ghapt.indexer.PROCESS_TASKS_PER_CPU = {tasks_per_cpu}
+settings = Settings.from_env({{}}, releases_dir={str(releases)!r}, state_dir={str(tmp_path / "state")!r},
+                             architectures="amd64")
+Services(settings, {{}}).indexer.rebuild()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    skipped = [line for line in done.stdout.splitlines() if line.startswith("LOG skipping ")]
+    assert len(skipped) == 1, done.stdout
+    assert "broken.deb" in skipped[0]

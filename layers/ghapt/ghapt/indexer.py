@@ -140,14 +140,14 @@ class _Ahead:
     commit finds them written. Unchanged files are objects already (only their time is bumped);
     a refused or failed rebuild leaves its new ones unreachable, for ``git gc`` to prune."""
 
-    def __init__(self, pool: Executor | None, stage: Callable[[bytes], object] | None) -> None:
-        self._pool = pool if stage is not None else None
+    def __init__(self, pool: Executor, stage: Callable[[bytes], object] | None) -> None:
+        self._pool = pool
         self._stage = stage
         self._futures: list[Future[object]] = []
         self._sent: set[int] = set()  # ids of bytes this rebuild holds: the same copy once
 
     def put(self, contents: Iterable[bytes]) -> None:
-        if self._pool is None or self._stage is None:
+        if self._stage is None:
             return
         for data in contents:
             if id(data) not in self._sent:
@@ -218,7 +218,7 @@ class Indexer:
         raise StaleHead(f"the metadata branch kept moving; gave up after {MAX_ATTEMPTS} attempts")
 
     def _plan(
-        self, *, deadline: float | None, progress: Progress | None, rekey: bool, ahead: _Ahead | None = None
+        self, *, deadline: float | None, progress: Progress | None, rekey: bool, ahead: _Ahead
     ) -> _Plan:
         """Read what is new (until ``deadline``), select, and render the unsigned index."""
         head = self.store.head()
@@ -278,7 +278,6 @@ class Indexer:
                 POOL_FILE: _dump_json(_pool_manifest(suites), levels=1),
                 **page_files(suites, self.settings, self.signer.fingerprint),
             }
-            ahead = ahead or _Ahead(None, None)
             ahead.put(extra.values())
             files = pending.finish()
             ahead.put(files.values())
@@ -311,7 +310,7 @@ class Indexer:
         result.refused = mass_removal(known, [a.key for a in assets], result.removed, self.settings)
         return _Plan(head, head_files, files, suites, result, reading.failure)
 
-    def _publish(self, plan: _Plan, *, dry_run: bool, ahead: _Ahead | None = None) -> RebuildResult:
+    def _publish(self, plan: _Plan, *, dry_run: bool, ahead: _Ahead) -> RebuildResult:
         """Sign, keep older by-hash generations, and commit on top of the planned head (or not at all)."""
         head, head_files, files, result = plan.head, plan.head_files, plan.files, plan.result
         stable = {p: d for p, d in files.items() if not _is_release(p)}
@@ -343,8 +342,7 @@ class Indexer:
             text = files[release_path]
             files[release_path[: -len("Release")] + "InRelease"] = self.signer.clearsign(text)
             files[release_path + ".gpg"] = self.signer.detach_sign(text)
-        if ahead is not None and not dry_run:
-            ahead.wait()  # a failure to write the blobs is the commit's failure, raised here
+        ahead.wait()  # a failure to write the blobs is the commit's failure, raised here
         generations = _load_json(self.store, head, GENERATIONS_FILE) if GENERATIONS_FILE in head_files else {}
         old_gens: list[list[str]] = generations.get("generations", [])
         current = sorted(byhash_paths(files))
@@ -438,6 +436,7 @@ class Indexer:
         failure: GhaptError | None = None
         if to_read:
             pool, task, limit, batch = self._readers(len(to_read), read_one)
+            logged = isinstance(pool, ThreadPoolExecutor)  # read_one logs; worker processes do not
             with pool:
                 inflight: dict[Future[list[DebInfo | BadDebError]], list[Asset]] = {}
                 while True:
@@ -463,9 +462,7 @@ class Indexer:
                             continue
                         for asset, outcome in zip(chunk, outcomes, strict=True):
                             read += 1
-                            if (
-                                isinstance(outcome, BadDebError) and batch > 1
-                            ):  # logged in the worker otherwise
+                            if isinstance(outcome, BadDebError) and not logged:
                                 log.warning(
                                     f"skipping {asset.key}: {outcome.reason}", extra={"asset": asset.key}
                                 )
